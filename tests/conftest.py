@@ -1,0 +1,25 @@
+"""Shared fixtures. Tests run offline on the tiny profile (random backbones of the real architectures)."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+os.environ.setdefault("CLIPSAM_PROFILE", "tiny")
+
+
+@pytest.fixture(scope="session")
+def tiny_models():
+    """The tiny profile's CLIP + SAM (random, seeded weights), built once per test session."""
+    from clipsam_lite.models import load_models
+
+    return load_models("tiny", device="cpu")
+
+
+@pytest.fixture
+def isolated_cache(tmp_path, monkeypatch):
+    """A fresh, empty $CLIPSAM_CACHE so no test sees or touches the user's real cache."""
+    cache = tmp_path / "cache"
+    monkeypatch.setenv("CLIPSAM_CACHE", str(cache))
+    return cache
