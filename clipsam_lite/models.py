@@ -22,10 +22,11 @@ import os
 import socket
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import torch
 
@@ -201,7 +202,7 @@ def ensure_sam_checkpoint(arch: str, cache: Path | None = None, allow_download: 
     try:
         try:
             response = urllib.request.urlopen(meta["url"], timeout=timeout)  # noqa: S310 (fixed https URL)
-        except (urllib.error.URLError, socket.timeout, OSError) as e:
+        except (TimeoutError, urllib.error.URLError, OSError) as e:
             raise _unavailable(f"SAM {arch}", meta["file"], meta["url"], target,
                                f"not in the cache and the download failed ({e}).",
                                "--sam-checkpoint PATH / sam_checkpoint=") from None
