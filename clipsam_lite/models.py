@@ -37,7 +37,7 @@ __all__ = [
     "Models", "load_models", "load_clip", "load_sam", "build_sam", "SAM_ARCHS", "SAM_CHECKPOINTS",
     "TINY_CLIP_NAME", "WeightsUnavailableError", "CorruptCheckpointError", "ChecksumMismatchError",
     "CheckpointMismatchError", "sam_checkpoint_path", "clip_weights_status", "ensure_sam_checkpoint",
-    "default_device", "random_backbone_banner",
+    "default_device", "random_backbone_banner", "weights_report", "real_weights_cached", "tiny_clip_config",
 ]
 
 TINY_CLIP_NAME = "clipsam-tiny-vit"
