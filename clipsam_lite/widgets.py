@@ -1,0 +1,118 @@
+"""ipywidgets explorers for the notebooks (core widgets only), each with a static figure beside it.
+
+Every explorer is one self-contained function: a figure builder that also works without widgets
+(static, headless) and an ``ipywidgets.interactive`` around it that never fails headless.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+__all__ = ["ppg_figure", "ppg_explorer"]
+
+
+# --------------------------------------------------------------------------------------------------
+# PPG (notebook 03)
+# --------------------------------------------------------------------------------------------------
+
+def _draw_points(ax: Any, points: np.ndarray, labels: np.ndarray, size: float = 90, legend: bool = True) -> None:
+    """Positives (label 1) as green stars, negatives (label 0) as red crosses, in (x, y) pixels."""
+    points, labels = np.asarray(points).reshape(-1, 2), np.asarray(labels).reshape(-1)
+    pos, neg = points[labels == 1], points[labels == 0]
+    if len(pos):
+        ax.scatter(pos[:, 0], pos[:, 1], marker="*", s=size, c="lime", edgecolors="black", linewidths=0.7,
+                   label="positive (1)" if legend else None, zorder=3)
+    if len(neg):
+        ax.scatter(neg[:, 0], neg[:, 1], marker="X", s=size * 0.7, c="red", edgecolors="white", linewidths=0.7,
+                   label="negative (0)" if legend else None, zorder=3)
+
+
+def ppg_figure(s_a: np.ndarray, result: Any, image: np.ndarray | None = None, title: str | None = None):
+    """Three panels of a PPG result: ``S_a`` with ``M_apa`` (eq. 1), ``R_a`` with the positives (eq. 2),
+    the ring ``N_a`` (eq. 3) over the similarity map (co-feature) or ``S_a``, with all points.
+
+    ``result`` is a :class:`clipsam_lite.ppg.PPGResult` of ``s_a``. Returns the matplotlib figure
+    (the caller shows or closes it).
+    """
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 3, figsize=(12, 4.2), constrained_layout=True)
+    ax = axes[0]
+    if image is not None:
+        ax.imshow(image)
+        ax.imshow(s_a, cmap="jet", alpha=0.45, vmin=0, vmax=1)
+    else:
+        ax.imshow(s_a, cmap="jet", vmin=0, vmax=1)
+    if result.m_apa.any():
+        ax.contour(result.m_apa, levels=[0.5], colors="white", linewidths=1.2)
+    ax.set_title(f"S_a and M_apa = S_a > {result.tau_value:.3f}")
+    ax = axes[1]
+    ax.imshow(result.r_a, cmap="magma", vmin=0, vmax=max(float(result.r_a.max()), 1e-6))
+    pos = result.positives
+    _draw_points(ax, pos, np.ones(len(pos)))
+    ax.set_title(f"R_a = S_a * M_apa, {len(pos)} positive(s)")
+    ax = axes[2]
+    base = result.similarity if result.similarity is not None else s_a
+    ax.imshow(base, cmap="viridis")
+    if result.ring.any():
+        ax.contour(result.ring, levels=[0.5], colors="orange", linewidths=1.0)
+    _draw_points(ax, np.concatenate([result.positives, result.negatives]),
+                 np.r_[np.ones(len(result.positives)), np.zeros(len(result.negatives))])
+    what = "cos(f+, F)" if result.similarity is not None else "S_a"
+    ax.set_title(f"ring N_a (orange) on {what}\n{result.negative_strategy}: {len(result.negatives)} negative(s)")
+    for a in axes:
+        a.set_xticks([])
+        a.set_yticks([])
+    if len(pos) or len(result.negatives):
+        axes[2].legend(loc="lower right", fontsize=8, framealpha=0.8)
+    if title:
+        fig.suptitle(title)
+    return fig
+
+
+def ppg_explorer(s_a: np.ndarray, cfg: Any, embedding: Any | None = None, image: np.ndarray | None = None):
+    """An ``ipywidgets.interactive`` over PPG's ``tau`` (absolute), ``k_pos``, ``k_neg``, ``d_min`` and the
+    negative strategy; each change re-runs :func:`clipsam_lite.ppg.generate_prompts` and redraws
+    :func:`ppg_figure`. ``cofeature`` is offered only when ``embedding`` is given.
+
+    Returns the widget (display it, or let the notebook cell's last expression show it). Headless
+    (nbmake, CI) it builds and renders once without a frontend.
+    """
+    import ipywidgets as w
+    import matplotlib.pyplot as plt
+    from IPython.display import display
+
+    from .ppg import generate_prompts
+
+    strategies = ["cofeature", "ring_low_score", "global_low_score", "none"]
+    if embedding is None:
+        strategies.remove("cofeature")
+    start = cfg.negative_strategy if cfg.negative_strategy in strategies else strategies[0]
+    H, W = np.shape(s_a)
+    tau0 = float(cfg.tau) if cfg.tau_mode == "absolute" else 0.5
+
+    def show(tau: float, k_pos: int, k_neg: int, d_min: float, negative_strategy: str) -> None:
+        c = cfg.replace(tau_mode="absolute", tau=tau, k_pos=k_pos, k_neg=k_neg, d_min=d_min,
+                        negative_strategy=negative_strategy)
+        result = generate_prompts(s_a, c, embedding)
+        fig = ppg_figure(s_a, result, image)
+        display(fig)
+        plt.close(fig)
+        n_sets = len(result.prompt_sets)
+        print(f"tau = {result.tau_value:.2f}: {int(result.m_apa.sum())} px in M_apa, {n_sets} prompt set(s), "
+              f"{len(result.positives)} positive(s), {len(result.negatives)} negative(s)"
+              + (" -> normal image, SAM skipped" if result.is_normal else ""))
+
+    style = {"description_width": "initial"}
+    return w.interactive(
+        show,
+        tau=w.FloatSlider(value=tau0, min=0.0, max=1.0, step=0.01, description="tau", style=style,
+                          continuous_update=False),
+        k_pos=w.IntSlider(value=int(cfg.k_pos), min=1, max=10, description="k_pos", continuous_update=False),
+        k_neg=w.IntSlider(value=int(cfg.k_neg), min=0, max=10, description="k_neg", continuous_update=False),
+        d_min=w.FloatSlider(value=float(cfg.d_min), min=0.0, max=float(max(H, W)) / 2, step=1.0,
+                            description="d_min (px)", style=style, continuous_update=False),
+        negative_strategy=w.Dropdown(options=strategies, value=start, description="negatives", style=style),
+    )
