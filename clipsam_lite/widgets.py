@@ -116,3 +116,120 @@ def ppg_explorer(s_a: np.ndarray, cfg: Any, embedding: Any | None = None, image:
                             description="d_min (px)", style=style, continuous_update=False),
         negative_strategy=w.Dropdown(options=strategies, value=start, description="negatives", style=style),
     )
+
+
+# --------------------------------------------------------------------------------------------------
+# CPS and the final map (notebook 06)
+# --------------------------------------------------------------------------------------------------
+
+def cps_figure(image: np.ndarray, result: Any, gt_mask: np.ndarray | None = None, fusion: str | None = None,
+               title: str | None = None):
+    """Four panels of a pipeline ``Result`` (METHOD.md steps 3-5): the image (and ground truth),
+    ``S_a`` with ``M_apa`` and PPG's points, the last CPS stage's prompts (points with the secondary
+    ones, the box) over its mask, and the final map (``fusion`` names it in the title).
+
+    Several prompt sets (one per component of ``M_apa``) are drawn together, their masks united.
+    Returns the matplotlib figure (the caller shows or closes it).
+    """
+    import matplotlib.pyplot as plt
+
+    from .viz import GT_COLOR, draw_box, draw_mask_outline, draw_points, show_image, show_map
+
+    fig, axes = plt.subplots(1, 4, figsize=(14, 3.9), constrained_layout=True)
+    show_image(axes[0], image, "image" + (" + ground truth (white)" if gt_mask is not None else ""))
+    if gt_mask is not None:
+        draw_mask_outline(axes[0], gt_mask, color=GT_COLOR, lw=1.0)
+
+    show_map(axes[1], result.s_a, image, f"S_a, M_apa = S_a > {result.tau_value:.2f} (white)")
+    if result.ppg is not None:
+        draw_mask_outline(axes[1], result.ppg.m_apa, color="white", lw=1.0)
+        draw_points(axes[1], np.concatenate([result.ppg.positives, result.ppg.negatives]),
+                    np.r_[np.ones(len(result.ppg.positives)), np.zeros(len(result.ppg.negatives))])
+
+    masks = result.stage_masks()
+    show_image(axes[2], image)
+    if masks:
+        n = len(masks)
+        draw_mask_outline(axes[2], masks[-1], fill_alpha=0.35)
+        for c in result.cascades:
+            if len(c.stages) >= n:
+                s = c.stages[n - 1]
+                draw_points(axes[2], s.points, s.labels)
+                draw_box(axes[2], s.box)
+        ious = ", ".join(f"{c.stages[-1].predicted_iou:.2f}" for c in result.cascades)
+        axes[2].set_title(f"stage {n}: M{n} = {int(masks[-1].sum())} px\n"
+                          f"{len(result.cascades)} prompt set(s), predicted IoU {ious}", fontsize=9)
+    else:
+        axes[2].set_title("no prompts: the image is normal,\nSAM is skipped", fontsize=9)
+
+    what = "= S_a (no prompts)" if result.is_normal else (f"fusion '{fusion}'" if fusion else "")
+    handle = show_map(axes[3], result.final_map, None, f"final map {what}".strip())
+    fig.colorbar(handle, ax=axes[3], shrink=0.8)
+    if title:
+        fig.suptitle(title, fontsize=10)
+    return fig
+
+
+def cps_explorer(s_a: np.ndarray, image_score: float, object_name: str, embedding: Any, models: Any, cfg: Any,
+                 image: np.ndarray, gt_mask: np.ndarray | None = None, caption: str = ""):
+    """An ``ipywidgets.interactive`` over the number of CPS stages (1-3), the fusion mode and ``tau``
+    (absolute; it starts at the value ``cfg`` resolves to on ``s_a``).
+
+    Each change re-runs only what depends on these settings, through
+    :func:`clipsam_lite.pipeline.finish_from_maps`: PPG, SAM's prompt encoder and mask decoder (one
+    pass per stage and prompt set) and the fusion. CLIP and SAM's image encoder never run again: the
+    given ``s_a`` (CLIP's map at the image's size), ``image_score`` and ``embedding``
+    (:func:`clipsam_lite.sam_features.embed_image` of ``image``) are reused, and each update prints
+    the encoder passes it counted (0). The callback returns the :class:`~clipsam_lite.pipeline.Result`
+    (``explorer.result``). Headless (nbmake, CI) it builds and renders once without a frontend.
+    """
+    import ipywidgets as w
+    import matplotlib.pyplot as plt
+    from IPython.display import display
+
+    from .config import FUSIONS
+    from .pipeline import finish_from_maps
+    from .ppg import threshold
+    from .sam_features import EncoderCounter
+
+    s_a = np.asarray(s_a, dtype=np.float32)
+    if s_a.ndim != 2:
+        raise ValueError(f"cps_explorer: s_a must be one H x W map, got shape {s_a.shape}.")
+    if np.shape(image)[:2] != s_a.shape:
+        raise ValueError(f"cps_explorer: the image is {np.shape(image)[:2]} but s_a is {s_a.shape}; pass S_a at the "
+                         f"image's size (clip_maps.anomaly_maps(...).maps[i] already is).")
+    if embedding is None:
+        raise ValueError("cps_explorer needs the image's SAM embedding: embedding = "
+                         "clipsam_lite.sam_features.embed_image(models.sam, image).")
+    if tuple(embedding.original_size) != s_a.shape:
+        raise ValueError(f"cps_explorer: the SAM embedding is of a {tuple(embedding.original_size)} image but s_a is "
+                         f"{s_a.shape}: embed the same image whose map you pass.")
+    tau0 = float(np.clip(threshold(s_a, cfg), 0.0, 1.0))
+
+    def show(stages: int, fusion: str, tau: float) -> Any:
+        c = cfg.replace(stages=stages, fusion=fusion, tau_mode="absolute", tau=tau)
+        with EncoderCounter(models.sam) as encoder:
+            result = finish_from_maps(s_a, image_score, object_name, embedding, models, c)
+        fig = cps_figure(image, result, gt_mask, fusion=fusion, title=caption or None)
+        display(fig)
+        plt.close(fig)
+        decoder_passes = sum(len(k.stages) for k in result.cascades)
+        print(f"tau = {tau:.2f}: {len(result.cascades)} prompt set(s), {decoder_passes} decoder pass(es), "
+              f"{encoder.images} SAM image-encoder pass(es) in this update (the embedding is reused); "
+              f"final mask {int(result.final_mask.sum())} px"
+              + ("; stopped: " + "; ".join(k.stopped for k in result.cascades if k.stopped)
+                 if any(k.stopped for k in result.cascades) else ""))
+        return result
+
+    style = {"description_width": "initial"}
+    return w.interactive(
+        show,
+        stages=w.IntSlider(value=int(cfg.stages), min=1, max=3, description="CPS stages", style=style,
+                           continuous_update=False),
+        fusion=w.Dropdown(options=list(FUSIONS), value=cfg.fusion, description="fusion", style=style),
+        tau=w.FloatSlider(value=tau0, min=0.0, max=1.0, step=0.01, description="tau (absolute)",
+                          style=style, continuous_update=False),
+    )
+
+
+__all__ += ["cps_figure", "cps_explorer"]
