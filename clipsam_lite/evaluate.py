@@ -1,0 +1,1049 @@
+"""Batched, resumable evaluation over a dataset; the ablation grid; results tables (METHOD.md, "Evaluation protocol").
+
+Everything here is **[ours]**: the field's evaluation convention, not the paper's contribution.
+
+Protocol (stated in every table this module writes)
+    * Per category, then the mean over categories. Pixel level: AUROC, AP, F1-max, AUPRO
+      (:data:`clipsam_lite.metrics.AUPRO_DEFINITION`); image level: AUROC, AP, F1-max, from
+      ``Result.image_score`` (CLIP's global score, optionally mixed with the map's max).
+    * Maps and masks are compared at ``resolution x resolution`` (``Config.resolution``; 518 for the
+      real profiles): :func:`clipsam_lite.data.resize_center_crop` resizes the short side to
+      ``resolution`` (bilinear for maps, area + ``>= 0.5`` for masks) and crops the centre square.
+      Masks are binarised when read: MVTec-AD at half of the maximum ("0.5"), VisA and folders with
+      ``!= 0``.
+
+Resumable cache
+    Each image's result is written, as soon as it is made, to ``OUT/cache/<key>/`` (``final_map.npy``
+    and ``s_a.npy``: float32 at the evaluation resolution; ``entry.json``: image score, label, ...).
+    The folder is written under a temporary name and renamed into place, so an entry either exists
+    whole or not at all. ``<key>`` is a SHA-256 of everything that can change the numbers: dataset,
+    root, category, the image's path, size and modification time (and its mask's), profile, backbone
+    fingerprints, every :class:`~clipsam_lite.config.Config` field (resolution, batch size and stages
+    included), the adapter's SHA-256, the package and torch versions, torch's CPU thread count, the
+    device type, and the other images of the image's batch. The last one is there because batched forwards may round
+    differently with other batch peers (GPU kernels are chosen by batch size): batches are fixed
+    slices of a category's image list, and a batch with any missing entry is recomputed whole (only
+    its missing entries are written). So a run killed at any moment and restarted with the same
+    arguments recomputes at most the one batch in flight and ends with bit-identical maps and
+    results; changed arguments get other keys and never read an old entry. ``--fresh`` deletes
+    ``OUT/cache/`` first. Metrics are always computed from the cached arrays, so the resumed and the
+    uninterrupted path read the same bytes.
+
+Ablation
+    :func:`ablate` runs the grid of METHOD.md: negative strategy x CPS stages x fusion, plus stage 0
+    (the CLIP map ``S_a`` alone, one row). Each image's CLIP map and SAM embedding are computed once
+    (one CLIP pass and at most one SAM encoder pass per image for the whole grid); the decoder
+    cascade runs once per (strategy, stages) and the five fusions are read from its mask and logits.
+    Category by category, so memory stays bounded by the largest category.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import hashlib
+import io
+import json
+import math
+import os
+import shutil
+import time
+import uuid
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from . import __version__
+from .config import FUSIONS, NEGATIVE_STRATEGIES, Config
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .adapter import Adapter
+    from .data import Dataset, Record
+    from .models import Models
+    from .sam_features import SamEmbedding
+
+__all__ = [
+    "METRIC_KEYS", "PIXEL_KEYS", "CACHE_FORMAT", "EvaluationError", "EvalSetup", "Evaluation", "Ablation",
+    "Setting", "prepare", "parse_overrides", "select_indices", "run_identity", "entry_key", "eval_mask", "eval_map",
+    "load_entry", "evaluate", "ablate", "grid_settings", "protocol_lines", "PUBLISHED", "PUBLISHED_COLUMNS",
+    "comparison_markdown", "evaluate_command", "ablate_command",
+]
+
+PIXEL_KEYS: tuple[str, ...] = ("pixel_auroc", "pixel_ap", "pixel_f1_max", "pixel_aupro")
+IMAGE_KEYS: tuple[str, ...] = ("image_auroc", "image_ap", "image_f1_max")
+METRIC_KEYS: tuple[str, ...] = PIXEL_KEYS + IMAGE_KEYS
+"""The seven numbers reported per category (METHOD.md, "Evaluation protocol")."""
+CACHE_FORMAT = 1
+"""Bumped whenever what a cache entry holds changes (it is part of every key)."""
+CACHE_MARKER = "CLIPSAM_EVAL_CACHE.txt"
+"""A file in ``OUT/cache/``: ``--fresh`` deletes only a cache folder that carries it."""
+ENTRY_FILES: tuple[str, ...] = ("final_map.npy", "s_a.npy", "entry.json")
+
+_HEADERS = {"pixel_auroc": "pixel AUROC", "pixel_ap": "pixel AP", "pixel_f1_max": "pixel F1-max",
+            "pixel_aupro": "pixel AUPRO", "image_auroc": "image AUROC", "image_ap": "image AP",
+            "image_f1_max": "image F1-max"}
+
+
+class EvaluationError(ValueError):
+    """Bad evaluation input (unlabelled images, a foreign cache folder, ...); the message names the fix."""
+
+
+# --------------------------------------------------------------------------------------------------
+# Set-up: dataset, models, config, adapter
+# --------------------------------------------------------------------------------------------------
+
+@dataclass
+class EvalSetup:
+    """What an evaluation or ablation runs on, resolved once from the arguments."""
+
+    dataset: Dataset
+    models: Models
+    cfg: Config
+    """The Config actually used (profile preset + overrides; ``head`` set by the adapter choice)."""
+    adapter: Adapter | None
+    adapter_info: dict[str, Any]
+    """How the CLIP head was chosen: ``source`` (``file``, ``object``, ``synthetic``, ``none``), digest, note."""
+    selection: dict[str, list[int]]
+    """Category -> indices into ``dataset.records`` that are evaluated, in order."""
+    max_images: int | None = None
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def resolution(self) -> int:
+        return int(self.cfg.resolution)
+
+
+def _synthetic_meta(root: Path) -> dict[str, Any] | None:
+    """``meta.json`` of a dataset written by :func:`clipsam_lite.data.make_synthetic`, else None."""
+    try:
+        meta = json.loads((Path(root) / "meta.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return meta if isinstance(meta, dict) and meta.get("synthetic") is True else None
+
+
+def select_indices(records: Sequence[Record], categories: Sequence[str], max_images: int | None
+                   ) -> dict[str, list[int]]:
+    """Per category, the record indices to evaluate: all, or ``max_images`` spread evenly [ours].
+
+    A subset keeps normal and anomalous images in their proportion (at least one of each when the
+    category has both), each group sampled at evenly spaced positions, in the dataset's order.
+    """
+    if max_images is not None and int(max_images) < 1:
+        raise EvaluationError(f"max_images must be a positive integer, got {max_images!r}.")
+    out: dict[str, list[int]] = {}
+    for cat in categories:
+        idx = [i for i, r in enumerate(records) if r.category == cat]
+        if max_images is None or len(idx) <= max_images:
+            out[cat] = idx
+            continue
+        k = int(max_images)
+        normal = [i for i in idx if records[i].label == 0]
+        anomalous = [i for i in idx if records[i].label == 1]
+        k_norm = round(k * len(normal) / len(idx))
+        if normal and anomalous and k >= 2:
+            k_norm = min(max(k_norm, 1), k - 1)
+        k_anom = k - k_norm
+
+        def spread(group: list[int], n: int) -> list[int]:
+            if n <= 0 or not group:
+                return []
+            pos = np.unique(np.linspace(0, len(group) - 1, min(n, len(group))).round().astype(int))
+            return [group[p] for p in pos]
+
+        out[cat] = sorted(spread(normal, k_norm) + spread(anomalous, k_anom))
+    return out
+
+
+def _file_digest(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 22), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _weights_digest(module: Any) -> str:
+    """SHA-256 of a module's state_dict (names, shapes, float32 bytes), for adapters built in memory."""
+    h = hashlib.sha256()
+    for name, t in sorted(module.state_dict().items()):
+        a = t.detach().cpu().float().contiguous().numpy()
+        h.update(name.encode())
+        h.update(str(a.shape).encode())
+        h.update(a.tobytes())
+    return h.hexdigest()
+
+
+def _sam_fingerprint(models: Models) -> str:
+    """A short SHA-256 of SAM's patch embedding and mask-decoder output tokens (like ``backbone_fingerprint``)."""
+    import torch
+
+    sam = models.sam
+    h = hashlib.sha256()
+    for t in (sam.image_encoder.patch_embed.proj.weight, sam.mask_decoder.mask_tokens.weight):
+        h.update(t.detach().float().cpu().to(torch.float16).contiguous().numpy().tobytes())
+    return h.hexdigest()[:16]
+
+
+def parse_overrides(pairs: Sequence[str], cfg: Config) -> dict[str, Any]:
+    """``["tau=0.6", "per_component=false", "clip_layers=1,2"]`` -> typed Config overrides (the ``--set`` option).
+
+    Each value is read as the type of the field's current value in ``cfg``: booleans from
+    true/false/1/0/yes/no, integers, floats, comma-separated integer tuples, strings; ``none``
+    gives None for fields that may be None (``working_size``, ``clip_pretrained``).
+    """
+    from dataclasses import fields
+
+    known = {f.name for f in fields(cfg)}
+    out: dict[str, Any] = {}
+    for pair in pairs:
+        name, sep, text = str(pair).partition("=")
+        name, text = name.strip(), text.strip()
+        if not sep or not name:
+            raise EvaluationError(f"--set expects FIELD=VALUE (e.g. --set tau=0.6), got {pair!r}.")
+        if name not in known:
+            raise EvaluationError(f"--set {pair!r}: Config has no field {name!r}; known fields: {sorted(known)}.")
+        current = getattr(cfg, name)
+        try:
+            if text.lower() in ("none", "null") and name in ("working_size", "clip_pretrained"):
+                value: Any = None
+            elif isinstance(current, bool):
+                if text.lower() not in ("true", "false", "1", "0", "yes", "no"):
+                    raise ValueError("expected true or false")
+                value = text.lower() in ("true", "1", "yes")
+            elif isinstance(current, int) or (current is None and name == "working_size"):
+                value = int(text)
+            elif isinstance(current, float):
+                value = float(text)
+            elif isinstance(current, tuple):
+                value = tuple(int(v) for v in text.split(",") if v.strip())
+            else:
+                value = text
+        except ValueError as e:
+            raise EvaluationError(f"--set {pair!r}: cannot read {text!r} as the type of Config.{name} "
+                                  f"(now {current!r}): {e}.") from None
+        out[name] = value
+    return out
+
+
+def prepare(dataset: str, root: str | os.PathLike[str], *, profile: str | None = None,
+            categories: Sequence[str] | None = None, adapter: str | os.PathLike[str] | Adapter | None = None,
+            stages: int | None = None, resolution: int | None = None, batch_size: int | None = None,
+            max_images: int | None = None, models: Models | None = None, cfg: Config | None = None,
+            clip_checkpoint: str | None = None, sam_checkpoint: str | None = None,
+            overrides: Sequence[str] | dict[str, Any] | None = None,
+            log: Callable[[str], None] | None = print) -> EvalSetup:
+    """Resolve the arguments of :func:`evaluate` / :func:`ablate` into an :class:`EvalSetup` [ours].
+
+    The dataset is read (layout errors surface here, before any model loads), then the models (or
+    the given ``models``), the Config (``cfg`` or the profile's preset, then ``overrides``: a dict of
+    fields or ``--set`` strings, see :func:`parse_overrides`; then ``stages``, ``resolution`` and
+    ``batch_size``) and the CLIP head:
+
+    * ``adapter`` a file: loaded and checked against the backbone (head ``adapter``);
+    * ``adapter`` an :class:`~clipsam_lite.adapter.Adapter` object: used as is (head ``adapter``);
+    * no adapter, tiny profile, ``root`` a synthetic dataset (``make_synthetic``, e.g. the embedded
+      sample): :func:`clipsam_lite.demo.synthetic_adapter`, trained on the sample's auxiliary
+      categories (cached on disk);
+    * otherwise: the training-free head (``cfg.head = "training_free"``).
+    """
+    from .config import get_config, resolve_profile
+    from .data import load_dataset
+
+    say = log or (lambda _s: None)
+    for name, value in (("resolution", resolution), ("batch_size", batch_size)):
+        if value is not None and (int(value) != value or value < 1):
+            raise EvaluationError(f"{name} must be a positive integer, got {value!r}.")
+    wanted: str | list[str] | None = list(categories) if categories else None
+    if wanted and str(dataset).strip().lower() == "folder":  # a folder is one category: its object name
+        if len(wanted) > 1:
+            raise EvaluationError(f"A folder dataset is one category (the object's name); got {wanted}. "
+                                  "Pass one name, e.g. --categories bottle, or evaluate each folder separately.")
+        wanted = wanted[0]
+    ds = load_dataset(dataset, root, category=wanted, split="test")
+    if len(ds) == 0:
+        raise EvaluationError(f"No test images in the {dataset} dataset at {root}.")
+    unlabelled = [r.path for r in ds.records if r.label not in (0, 1)]
+    if unlabelled:
+        raise EvaluationError(
+            f"{len(unlabelled)} image(s) under {root} have no ground-truth mask, e.g. {unlabelled[:2]}; evaluation "
+            "needs one per image (an all-black mask for a normal image): put it at masks/<name>.png or "
+            "<name>_mask.png next to the image, or use `python -m clipsam_lite segment` for unlabelled images.")
+    selection = select_indices(ds.records, ds.categories, max_images)
+    if overrides is not None and not isinstance(overrides, dict):  # typos fail before any model loads
+        preset = cfg if cfg is not None else get_config(models.profile if models is not None else profile)
+        overrides = parse_overrides(overrides, preset)
+
+    if models is None:
+        from .models import load_models
+
+        name = resolve_profile(profile) if profile else (cfg.profile if cfg is not None else resolve_profile(None))
+        models = load_models(name, clip_checkpoint=clip_checkpoint, sam_checkpoint=sam_checkpoint)
+        say(models.banner())
+    elif profile and resolve_profile(profile) != models.profile:
+        raise EvaluationError(f"profile {profile!r} was asked for but the given models are the "
+                              f"{models.profile!r} profile's; pass matching models or no profile.")
+    base = cfg if cfg is not None else models.cfg
+    if base.profile != models.profile:
+        raise EvaluationError(f"The Config is for profile {base.profile!r} but the models are {models.profile!r}.")
+    changes = dict(overrides or {})
+    changes.update({k: v for k, v in (("stages", stages), ("resolution", resolution), ("batch_size", batch_size))
+                    if v is not None})
+    for name in ("resolution", "batch_size"):  # also when set through overrides
+        if name in changes and int(changes[name]) < 1:
+            raise EvaluationError(f"{name} must be a positive integer, got {changes[name]!r}.")
+    base = base.replace(**changes)
+
+    notes: list[str] = []
+    info: dict[str, Any]
+    adapter_obj = None
+    if adapter is not None and not isinstance(adapter, (str, os.PathLike)):
+        adapter.check_compatible(models, base)
+        adapter_obj, base = adapter, base.replace(head="adapter")
+        info = {"source": "object", "sha256": _weights_digest(adapter),
+                "training_data": adapter.meta.get("training_data"),
+                "note": "an adapter object passed to evaluate(); sha256 of its weights"}
+    elif adapter is not None:
+        from .adapter import load_adapter
+
+        path = Path(adapter).expanduser()
+        adapter_obj, base = load_adapter(path, models, base), base.replace(head="adapter")
+        info = {"source": "file", "path": str(path.resolve()), "sha256": _file_digest(path),
+                "training_data": adapter_obj.meta.get("training_data"), "note": f"adapter file {path.name}"}
+    elif base.head == "training_free":
+        info = {"source": "none", "sha256": None, "note": "training-free head (cfg.head='training_free')"}
+    elif models.profile == "tiny" and _synthetic_meta(Path(root)) is not None:
+        from .demo import AUX_CATEGORIES, synthetic_adapter
+
+        say(f"[setup] tiny profile on a synthetic dataset without --adapter: using the adapter trained on the "
+            f"synthetic sample's auxiliary categories {list(AUX_CATEGORIES)} (demo.synthetic_adapter; trained once, "
+            "then read from the cache).")
+        adapter_obj = synthetic_adapter(models, base, log=log)
+        info = {"source": "synthetic", "sha256": _weights_digest(adapter_obj),
+                "training_data": adapter_obj.meta.get("training_data"),
+                "note": f"tiny profile: adapter trained on the synthetic sample's auxiliary categories "
+                        f"{list(AUX_CATEGORIES)} (demo.synthetic_adapter); sha256 of its weights"}
+        seen = sorted(set(ds.categories) & set(AUX_CATEGORIES))
+        if seen:
+            notes.append(f"categories {seen} are the synthetic adapter's training categories: not zero-shot")
+    else:
+        base = base.replace(head="training_free")
+        info = {"source": "none", "sha256": None,
+                "note": "no --adapter: training-free CLIP head (train one with `train-adapter` for the APRIL-GAN head)"}
+        say("[setup] no --adapter: using the training-free CLIP head (cfg.head='training_free').")
+    return EvalSetup(dataset=ds, models=models, cfg=base, adapter=adapter_obj, adapter_info=info,
+                     selection=selection, max_images=max_images, notes=notes)
+
+
+# --------------------------------------------------------------------------------------------------
+# Cache keys and entries
+# --------------------------------------------------------------------------------------------------
+
+def run_identity(setup: EvalSetup) -> dict[str, Any]:
+    """Everything run-wide that can change a cached image's numbers (hashed into every entry key) [ours]."""
+    import torch
+
+    from .adapter import backbone_fingerprint
+
+    ds, models = setup.dataset, setup.models
+    return {
+        "cache_format": CACHE_FORMAT, "clipsam_lite": __version__, "torch": torch.__version__,
+        "torch_threads": torch.get_num_threads(), "device": models.device.type, "dataset": ds.name, "root": str(Path(ds.root).resolve()),
+        "split": ds.split, "mask_rule": ds.mask_rule, "profile": models.profile,
+        "random_backbones": bool(models.random_weights),
+        "backbones": {"clip": backbone_fingerprint(models), "sam": _sam_fingerprint(models)},
+        "config": setup.cfg.to_dict(), "adapter_sha256": setup.adapter_info.get("sha256"),
+    }
+
+
+def _stat(path: str | None) -> list[int] | None:
+    if path is None:
+        return None
+    st = os.stat(path)
+    return [int(st.st_size), int(st.st_mtime_ns)]
+
+
+def entry_key(identity: dict[str, Any], record: Record, batch_paths: Sequence[str]) -> str:
+    """The cache key of one image: SHA-256 of ``identity``, the image, its mask and its batch peers [ours]."""
+    payload = {
+        "run": identity, "category": record.category, "image": str(Path(record.path).resolve()),
+        "image_stat": _stat(record.path), "mask": record.mask_path, "mask_stat": _stat(record.mask_path),
+        "label": record.label, "batch": [str(Path(p).resolve()) for p in batch_paths],
+    }
+    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode("utf-8")).hexdigest()[:32]
+
+
+def eval_map(score_map: np.ndarray, resolution: int) -> np.ndarray:
+    """A score map at the evaluation resolution: short side to ``resolution`` (bilinear), centre crop; float32."""
+    from .data import resize_center_crop
+
+    return resize_center_crop(np.asarray(score_map, dtype=np.float32), resolution).astype(np.float32, copy=False)
+
+
+def eval_mask(record: Record, mask_rule: str, resolution: int) -> np.ndarray:
+    """A record's ground truth at the evaluation resolution (bool); all False for a normal image.
+
+    The mask is binarised when read (``read_mask``: MVTec half of the maximum, VisA ``!= 0``), then
+    resized with area interpolation and ``>= 0.5`` and centre-cropped (``resize_center_crop``).
+    """
+    from .data import read_mask, resize_center_crop
+
+    if record.mask_path is None:
+        return np.zeros((resolution, resolution), dtype=bool)
+    return resize_center_crop(read_mask(record.mask_path, mask_rule), resolution, is_mask=True)
+
+
+def _entry_done(folder: Path) -> bool:
+    return all((folder / f).is_file() for f in ENTRY_FILES)
+
+
+def _write_entry(cache: Path, key: str, record: Record, result: Any, resolution: int) -> None:
+    """Write one image's entry into a temporary folder, then rename it to ``cache/<key>`` (atomic)."""
+    final = cache / key
+    tmp = cache / f".tmp-{key}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    tmp.mkdir(parents=True)
+    try:
+        np.save(tmp / "final_map.npy", eval_map(result.final_map, resolution))
+        np.save(tmp / "s_a.npy", eval_map(result.s_a, resolution))
+        meta = {"image": record.path, "category": record.category, "defect_type": record.defect_type,
+                "label": int(record.label), "image_score": float(result.image_score),
+                "is_normal": bool(result.is_normal), "prompt_sets": len(result.cascades),
+                "final_mask_area": int(result.final_mask.sum()) if result.final_mask is not None else 0,
+                "size": list(result.size)}
+        (tmp / "entry.json").write_text(json.dumps(meta, indent=1) + "\n", encoding="utf-8")
+        try:
+            os.rename(tmp, final)
+        except OSError:
+            if not _entry_done(final):  # not a finished twin written by a concurrent run: a real error
+                raise
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+@dataclass
+class CachedEntry:
+    """One image's cached result (what the metrics read)."""
+
+    final_map: np.ndarray
+    s_a: np.ndarray
+    image_score: float
+    label: int
+    meta: dict[str, Any]
+
+
+def load_entry(folder: str | os.PathLike[str]) -> CachedEntry:
+    """Read ``cache/<key>/`` back; a damaged entry raises :class:`EvaluationError` naming it."""
+    folder = Path(folder)
+    try:
+        meta = json.loads((folder / "entry.json").read_text(encoding="utf-8"))
+        final = np.load(folder / "final_map.npy")
+        s_a = np.load(folder / "s_a.npy")
+    except (OSError, ValueError) as e:
+        raise EvaluationError(f"Cache entry {folder} cannot be read ({type(e).__name__}: {e}); delete that folder "
+                              "(it is recomputed) or rerun with --fresh.") from None
+    return CachedEntry(final_map=final, s_a=s_a, image_score=float(meta["image_score"]), label=int(meta["label"]),
+                       meta=meta)
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # e.g. permission denied: it exists
+        return True
+    return True
+
+
+def _open_cache(out: Path, fresh: bool) -> Path:
+    """``out/cache`` ready for use: created with its marker, wiped first if ``fresh``, stale temp folders removed."""
+    cache = out / "cache"
+    if cache.exists() and not (cache / CACHE_MARKER).is_file():
+        raise EvaluationError(f"{cache} exists but is not an evaluation cache (no {CACHE_MARKER}); choose another "
+                              "--out folder, or move that folder away. Nothing was deleted.")
+    if fresh and cache.exists():
+        shutil.rmtree(cache)
+    cache.mkdir(parents=True, exist_ok=True)
+    marker = cache / CACHE_MARKER
+    if not marker.is_file():
+        marker.write_text("Per-image evaluation cache of clipsam-lite (python -m clipsam_lite evaluate). Each folder "
+                          "is one image's result, named by a hash of everything that changes it.\nSafe to delete; "
+                          "--fresh deletes it.\n", encoding="utf-8")
+    for tmp in cache.glob(".tmp-*"):  # left by a killed run (the pid in the name is gone)
+        parts = tmp.name.split("-")
+        pid = int(parts[2]) if len(parts) > 3 and parts[2].isdigit() else -1
+        if not _pid_alive(pid):
+            shutil.rmtree(tmp, ignore_errors=True)
+    return cache
+
+
+# --------------------------------------------------------------------------------------------------
+# Metrics and tables
+# --------------------------------------------------------------------------------------------------
+
+def _metrics(maps: list[np.ndarray], masks: list[np.ndarray], scores: np.ndarray, labels: np.ndarray,
+             pixel_only: bool = False) -> dict[str, float]:
+    from .metrics import image_metrics, pixel_metrics
+
+    out = pixel_metrics(maps, masks, on_undefined="nan")
+    if not pixel_only:
+        out.update({f"image_{k}": v for k, v in image_metrics(scores, labels, on_undefined="nan").items()})
+    return out
+
+
+def _mean(rows: Sequence[dict[str, float]], keys: Sequence[str]) -> dict[str, float]:
+    """Mean over categories of each metric, skipping undefined (NaN) values; NaN if none is defined."""
+    out = {}
+    for k in keys:
+        vals = [r[k] for r in rows if not math.isnan(r[k])]
+        out[k] = float(np.mean(vals)) if vals else math.nan
+    return out
+
+
+def _json_ready(x: Any) -> Any:
+    if isinstance(x, float):
+        return None if math.isnan(x) else x
+    if isinstance(x, dict):
+        return {k: _json_ready(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_json_ready(v) for v in x]
+    return x
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def _pct(v: float | None) -> str:
+    return "n/a" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{100 * v:.1f}"
+
+
+def _image_score_text(cfg: Config) -> str:
+    if cfg.image_score_mode == "global":
+        return "CLIP's global image embedding vs the text matrix (softmax abnormal probability)"
+    return (f"{cfg.image_score_mix} x CLIP's global score + {1 - cfg.image_score_mix:g} x max of S_a "
+            "(image_score_mode='global_max_mix')")
+
+
+def _protocol(setup: EvalSetup) -> dict[str, Any]:
+    from .metrics import AUPRO_DEFINITION
+
+    ds, cfg, models = setup.dataset, setup.cfg, setup.models
+    images = {}
+    for cat, idx in setup.selection.items():
+        labels = [ds.records[i].label for i in idx]
+        images[cat] = {"evaluated": len(idx), "anomalous": int(sum(labels)), "normal": len(idx) - int(sum(labels)),
+                       "in_dataset": sum(1 for r in ds.records if r.category == cat)}
+    mask_text = {"half": "binarised at half of the maximum (0.5)", "nonzero": "binarised with != 0"}[ds.mask_rule]
+    return {
+        "dataset": ds.name, "root": str(Path(ds.root).resolve()), "split": ds.split,
+        "categories": list(setup.selection), "images": images, "max_images_per_category": setup.max_images,
+        "resolution": setup.resolution,
+        "resize": (f"maps and masks compared at {setup.resolution} x {setup.resolution}: short side resized to "
+                   f"{setup.resolution} (bilinear for maps, area then >= 0.5 for masks), centre crop"),
+        "masks": f"{ds.name} masks {mask_text} when read",
+        "aupro_definition": AUPRO_DEFINITION, "aupro_fpr_limit": 0.3,
+        "image_score": _image_score_text(cfg),
+        "profile": models.profile, "random_backbones": bool(models.random_weights),
+        "device": models.device.type, "head": cfg.head, "adapter": setup.adapter_info,
+        "config": cfg.to_dict(), "clipsam_lite": __version__, "notes": list(setup.notes),
+    }
+
+
+def protocol_lines(protocol: dict[str, Any]) -> list[str]:
+    """The protocol as markdown bullet lines (the header of every results table)."""
+    n = sum(v["evaluated"] for v in protocol["images"].values())
+    subset = protocol.get("max_images_per_category")
+    cfg = protocol["config"]
+    lines = [
+        f"- **Dataset**: {protocol['dataset']} ({protocol['split']} split) at `{protocol['root']}`; "
+        f"categories {protocol['categories']}; {n} images"
+        + (f" (a subset: at most {subset} per category, spread evenly)" if subset else "") + ".",
+        f"- **Profile**: {protocol['profile']}"
+        + (" - **RANDOM backbones**: these numbers show the pipeline's mechanics, not real anomaly detection."
+           if protocol["random_backbones"] else " (pretrained backbones).")
+        + f" Device: {protocol['device']}.",
+        f"- **CLIP head**: {protocol['head']}; {protocol['adapter']['note']}.",
+        f"- **Method settings**: CPS stages {cfg['stages']}, fusion `{cfg['fusion']}`, negatives "
+        f"`{cfg['negative_strategy']}`, tau {cfg['tau_mode']} {cfg['tau']}, k_pos {cfg['k_pos']}, k_neg {cfg['k_neg']} "
+        "(every Config field is in results.json).",
+        f"- **Resolution**: {protocol['resize']}; {protocol['masks']}.",
+        f"- **AUPRO**: {protocol['aupro_definition']}.",
+        f"- **Image score**: {protocol['image_score']}.",
+    ]
+    lines += [f"- **Note**: {note}." for note in protocol.get("notes", [])]
+    return lines
+
+
+def _table(rows: dict[str, dict[str, Any]], keys: Sequence[str], first: str = "category") -> list[str]:
+    lines = [f"| {first} | " + " | ".join(_HEADERS.get(k, k) for k in keys) + " |",
+             "|---" + "|---:" * len(keys) + "|"]
+    for name, r in rows.items():
+        lines.append(f"| {name} | " + " | ".join(_pct(r.get(k)) for k in keys) + " |")
+    return lines
+
+
+def _csv_text(rows: dict[str, dict[str, Any]], keys: Sequence[str], first: str, extra: Sequence[str] = ()) -> str:
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow([first, *extra, *keys])
+    for name, r in rows.items():
+        w.writerow([name, *[("" if r.get(k) is None else r.get(k)) for k in extra],
+                    *[("" if r.get(k) is None or (isinstance(r.get(k), float) and math.isnan(r[k])) else repr(r[k]))
+                      for k in keys]])
+    return buf.getvalue()
+
+
+# --------------------------------------------------------------------------------------------------
+# evaluate
+# --------------------------------------------------------------------------------------------------
+
+@dataclass
+class Evaluation:
+    """What :func:`evaluate` returns: the results (``results.json``'s content) and how the run went."""
+
+    results: dict[str, Any]
+    out: Path
+    written: list[Path]
+    computed: dict[str, int]
+    """Per category: images whose entry this run wrote."""
+    cached: dict[str, int]
+    """Per category: images read from the cache."""
+    recomputed: dict[str, int]
+    """Per category: cached images forwarded again because their batch had a missing entry."""
+    entries: dict[str, list[Path]]
+    """Per category: the cache folder of each evaluated image, in order."""
+    seconds: float = 0.0
+
+
+@contextlib.contextmanager
+def _deterministic_torch() -> Iterator[None]:
+    """cuDNN in deterministic mode, no autotuning, for the duration (restored after) [ours]."""
+    import torch
+
+    old = (torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark)
+    torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = True, False
+    try:
+        yield
+    finally:
+        torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = old
+
+
+def _chunks(indices: Sequence[int], size: int) -> list[list[int]]:
+    return [list(indices[i:i + size]) for i in range(0, len(indices), max(1, size))]
+
+
+def _fill_category(setup: EvalSetup, category: str, cache: Path, identity: dict[str, Any], progress: bool
+                   ) -> tuple[list[Path], int, int, int]:
+    """Compute and cache every missing entry of one category; returns (entry folders, computed, cached, recomputed)."""
+    from tqdm.auto import tqdm
+
+    from .clip_maps import object_name_for
+    from .pipeline import segment_batch
+
+    ds, cfg = setup.dataset, setup.cfg
+    folders: list[Path] = []
+    computed = cached = recomputed = 0
+    with tqdm(total=len(setup.selection[category]), desc=f"evaluate {category}", unit="img", disable=not progress,
+              leave=False) as bar:
+        for chunk in _chunks(setup.selection[category], cfg.batch_size):
+            records = [ds.records[i] for i in chunk]
+            keys = [entry_key(identity, r, [q.path for q in records]) for r in records]
+            folders += [cache / k for k in keys]
+            missing = [not _entry_done(cache / k) for k in keys]
+            if not any(missing):
+                cached += len(records)
+                bar.update(len(records))
+                continue
+            items = [ds.read(r) for r in records]
+            results = segment_batch([it.image for it in items], [object_name_for(it.category) for it in items],
+                                    setup.models, cfg, adapter=setup.adapter)
+            for rec, key, miss, res in zip(records, keys, missing, results, strict=True):
+                if miss:
+                    _write_entry(cache, key, rec, res, setup.resolution)
+                    computed += 1
+                else:
+                    cached += 1
+                    recomputed += 1
+                bar.update(1)
+    return folders, computed, cached, recomputed
+
+
+def _score_category(setup: EvalSetup, category: str, folders: list[Path]) -> tuple[dict[str, float], dict[str, float]]:
+    """(metrics of the final map, pixel metrics of S_a alone) for one category, from its cache entries."""
+    ds = setup.dataset
+    records = [ds.records[i] for i in setup.selection[category]]
+    entries = [load_entry(f) for f in folders]
+    masks = [eval_mask(r, ds.mask_rule, setup.resolution) for r in records]
+    scores = np.array([e.image_score for e in entries], dtype=np.float64)
+    labels = np.array([r.label for r in records], dtype=np.int64)
+    final = _metrics([e.final_map for e in entries], masks, scores, labels)
+    clip = _metrics([e.s_a for e in entries], masks, scores, labels, pixel_only=True)
+    return final, clip
+
+
+def evaluate(dataset: str, root: str | os.PathLike[str], out: str | os.PathLike[str], *,
+             profile: str | None = None, categories: Sequence[str] | None = None,
+             adapter: str | os.PathLike[str] | Adapter | None = None, stages: int | None = None,
+             resolution: int | None = None, batch_size: int | None = None, max_images: int | None = None,
+             fresh: bool = False, models: Models | None = None, cfg: Config | None = None,
+             clip_checkpoint: str | None = None, sam_checkpoint: str | None = None,
+             overrides: Sequence[str] | dict[str, Any] | None = None, progress: bool = True,
+             log: Callable[[str], None] | None = print) -> Evaluation:
+    """Evaluate the method on a dataset's test split; write ``results.json``, ``results.csv``, ``results.md`` [ours].
+
+    Arguments as the ``evaluate`` command (see :func:`prepare` for the adapter choice); ``max_images``
+    evaluates at most that many images per category (spread evenly, both classes kept); ``models`` /
+    ``cfg`` reuse loaded models or a custom Config. Per-image results go to ``out/cache/`` as they
+    are made (see the module docstring); an interrupted run resumes where it stopped.
+    """
+    say = log or (lambda _s: None)
+    t0 = time.perf_counter()
+    out = Path(out).expanduser()
+    setup = prepare(dataset, root, profile=profile, categories=categories, adapter=adapter, stages=stages,
+                    resolution=resolution, batch_size=batch_size, max_images=max_images, models=models, cfg=cfg,
+                    clip_checkpoint=clip_checkpoint, sam_checkpoint=sam_checkpoint, overrides=overrides, log=log)
+    cache = _open_cache(out, fresh)
+    identity = run_identity(setup)
+    per_cat: dict[str, dict[str, float]] = {}
+    per_cat_clip: dict[str, dict[str, float]] = {}
+    computed, cached, recomputed, entries = {}, {}, {}, {}
+    with _deterministic_torch():
+        for cat in setup.selection:
+            folders, n_new, n_old, n_re = _fill_category(setup, cat, cache, identity, progress)
+            computed[cat], cached[cat], recomputed[cat], entries[cat] = n_new, n_old, n_re, folders
+            per_cat[cat], per_cat_clip[cat] = _score_category(setup, cat, folders)
+            extra = f" (+{n_re} cached image(s) forwarded again to keep their batch identical)" if n_re else ""
+            say(f"[evaluate] {cat}: {len(folders)} images, {n_old} from cache, {n_new} computed{extra}; "
+                f"pixel AUROC {_pct(per_cat[cat]['pixel_auroc'])}, pixel AUPRO {_pct(per_cat[cat]['pixel_aupro'])}, "
+                f"image AUROC {_pct(per_cat[cat]['image_auroc'])}")
+    results = {
+        "protocol": _protocol(setup),
+        "categories": per_cat,
+        "mean": _mean(list(per_cat.values()), METRIC_KEYS),
+        "clip_map_only": {"description": "the same metrics of S_a alone (stage 0, no SAM) on the same images",
+                          "categories": per_cat_clip, "mean": _mean(list(per_cat_clip.values()), PIXEL_KEYS)},
+    }
+    written = _write_results(results, out)
+    seconds = time.perf_counter() - t0
+    say("")
+    say("\n".join(_results_md(results).splitlines()[2:]))
+    say(f"[evaluate] wrote {', '.join(p.name for p in written)} to {out} "
+        f"({sum(computed.values())} images computed, {sum(cached.values())} from cache, {seconds:.1f}s)")
+    return Evaluation(results=results, out=out, written=written, computed=computed, cached=cached,
+                      recomputed=recomputed, entries=entries, seconds=seconds)
+
+
+def _results_md(results: dict[str, Any]) -> str:
+    rows = {**results["categories"], "**mean**": results["mean"]}
+    clip_rows = {**results["clip_map_only"]["categories"], "**mean**": results["clip_map_only"]["mean"]}
+    lines = ["# Evaluation results", "", "Protocol:", *protocol_lines(results["protocol"]), "",
+             "Final map (values in %):", "", *_table(rows, METRIC_KEYS), "",
+             "CLIP map `S_a` alone (stage 0, no SAM) on the same images, for reference (%):", "",
+             *_table(clip_rows, PIXEL_KEYS), ""]
+    return "\n".join(lines)
+
+
+def _write_results(results: dict[str, Any], out: Path) -> list[Path]:
+    out.mkdir(parents=True, exist_ok=True)
+    paths = [out / "results.json", out / "results.csv", out / "results.md"]
+    _write_atomic(paths[0], json.dumps(_json_ready(results), indent=2, allow_nan=False) + "\n")
+    _write_atomic(paths[1], _csv_text({**results["categories"], "mean": results["mean"]}, METRIC_KEYS, "category"))
+    _write_atomic(paths[2], _results_md(results))
+    return paths
+
+
+# --------------------------------------------------------------------------------------------------
+# ablate
+# --------------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Setting:
+    """One row of the ablation grid; ``stages == 0`` is the CLIP map alone (no strategy, no fusion)."""
+
+    negative_strategy: str | None
+    stages: int
+    fusion: str | None
+
+    @property
+    def name(self) -> str:
+        if self.stages == 0:
+            return "stage 0 (S_a alone)"
+        return f"{self.negative_strategy} / {self.stages} stage{'s' if self.stages > 1 else ''} / {self.fusion}"
+
+
+def grid_settings(strategies: Sequence[str] = NEGATIVE_STRATEGIES, stages: Sequence[int] = (1, 2, 3),
+                  fusions: Sequence[str] = FUSIONS) -> list[Setting]:
+    """Stage 0 first, then every (negative strategy, stages, fusion) of METHOD.md's grid [ours]."""
+    for s in strategies:
+        if s not in NEGATIVE_STRATEGIES:
+            raise EvaluationError(f"Unknown negative strategy {s!r}; choose from {list(NEGATIVE_STRATEGIES)}.")
+    for f in fusions:
+        if f not in FUSIONS:
+            raise EvaluationError(f"Unknown fusion {f!r}; choose from {list(FUSIONS)}.")
+    for n in stages:
+        if n not in (1, 2, 3):
+            raise EvaluationError(f"CPS stages are 1, 2 or 3 in the grid (stage 0 is always included), got {n!r}.")
+    return [Setting(None, 0, None)] + [Setting(s, n, f) for s in strategies for n in stages for f in fusions]
+
+
+@dataclass
+class _Encoded:
+    """One image's expensive parts, computed once for the whole grid."""
+
+    s_a: np.ndarray
+    image_score: float
+    object_name: str
+    embedding: SamEmbedding | None
+    mask: np.ndarray
+    label: int
+
+
+@dataclass
+class Ablation:
+    """What :func:`ablate` returns: the table (``ablation.json``'s content) and the pass counts."""
+
+    table: dict[str, Any]
+    out: Path
+    written: list[Path]
+    clip_images: int
+    """Images that went through CLIP's visual tower (one per evaluated image)."""
+    sam_encoder_images: int
+    """Images that went through SAM's image encoder (at most one per image; none when M_apa is empty)."""
+    seconds: float = 0.0
+
+
+class _ClipImageCounter:
+    """Counts images through CLIP's visual tower (a hook on its patch-embedding convolution)."""
+
+    def __init__(self, models: Models) -> None:
+        self.images = 0
+        self._handle = models.clip.visual.conv1.register_forward_hook(self._hook)
+
+    def _hook(self, module: Any, inputs: tuple, output: Any) -> None:
+        self.images += int(inputs[0].shape[0])
+
+    def close(self) -> None:
+        self._handle.remove()
+
+
+def _encode_category(setup: EvalSetup, category: str, progress: bool) -> list[_Encoded]:
+    """CLIP maps and SAM embeddings of one category, in the same fixed batches as :func:`evaluate`."""
+    from tqdm.auto import tqdm
+
+    from .clip_maps import anomaly_maps, object_name_for
+    from .pipeline import needs_sam
+    from .sam_features import embed_images
+
+    ds, cfg = setup.dataset, setup.cfg
+    out: list[_Encoded] = []
+    with tqdm(total=len(setup.selection[category]), desc=f"encode {category}", unit="img", disable=not progress,
+              leave=False) as bar:
+        for chunk in _chunks(setup.selection[category], cfg.batch_size):
+            records = [ds.records[i] for i in chunk]
+            items = [ds.read(r) for r in records]
+            names = [object_name_for(it.category) for it in items]
+            clip = anomaly_maps(setup.models, [it.image for it in items], names, cfg, adapter=setup.adapter)
+            need = [i for i, s_a in enumerate(clip.maps) if needs_sam(s_a, cfg)[1]]
+            embs = embed_images(setup.models.sam, [items[i].image for i in need], batch_size=cfg.batch_size)
+            by_index = dict(zip(need, embs, strict=True))
+            for i, rec in enumerate(records):
+                out.append(_Encoded(s_a=clip.maps[i], image_score=float(clip.image_scores[i]), object_name=names[i],
+                                    embedding=by_index.get(i), mask=eval_mask(rec, ds.mask_rule, setup.resolution),
+                                    label=int(rec.label)))
+            bar.update(len(records))
+    return out
+
+
+def _grid_maps(setup: EvalSetup, enc: list[_Encoded], settings: list[Setting], progress: bool
+               ) -> Iterator[tuple[Setting, list[np.ndarray]]]:
+    """Yield (setting, final maps at the evaluation resolution); one cascade per (strategy, stages)."""
+    from tqdm.auto import tqdm
+
+    from .cps import fuse
+    from .pipeline import _union_final, finish_from_maps
+
+    res = setup.resolution
+    groups: dict[tuple[str, int], list[Setting]] = {}
+    for s in settings:
+        if s.stages == 0:
+            yield s, [eval_map(e.s_a, res) for e in enc]
+        else:
+            groups.setdefault((s.negative_strategy, s.stages), []).append(s)
+    for (strategy, n_stages), members in tqdm(groups.items(), desc="grid", unit="setting", disable=not progress,
+                                              leave=False):
+        cfg = setup.cfg.replace(negative_strategy=strategy, stages=n_stages)
+        maps: dict[str, list[np.ndarray]] = {s.fusion: [] for s in members}
+        for e in enc:
+            r = finish_from_maps(e.s_a, e.image_score, e.object_name, e.embedding, setup.models, cfg)
+            mask, logits = _union_final(r.cascades, r.size)
+            for fusion in maps:
+                maps[fusion].append(eval_map(fuse(e.s_a, mask, logits, cfg.replace(fusion=fusion)), res))
+        for s in members:
+            yield s, maps.pop(s.fusion)
+
+
+def ablate(dataset: str, root: str | os.PathLike[str], out: str | os.PathLike[str], *,
+           profile: str | None = None, categories: Sequence[str] | None = None,
+           adapter: str | os.PathLike[str] | Adapter | None = None, resolution: int | None = None,
+           batch_size: int | None = None, max_images: int | None = None, models: Models | None = None,
+           cfg: Config | None = None, strategies: Sequence[str] = NEGATIVE_STRATEGIES,
+           stages: Sequence[int] = (1, 2, 3), fusions: Sequence[str] = FUSIONS,
+           clip_checkpoint: str | None = None, sam_checkpoint: str | None = None,
+           overrides: Sequence[str] | dict[str, Any] | None = None, progress: bool = True,
+           log: Callable[[str], None] | None = print) -> Ablation:
+    """The ablation grid of METHOD.md on a dataset; writes ``ablation.json``, ``ablation.csv``, ``ablation.md`` [ours].
+
+    Rows: stage 0 (``S_a`` alone), then negative strategy x stages x fusion (4 x 3 x 5 = 60 by
+    default). Columns: the mean over categories of the four pixel metrics and of image AUROC (the
+    image score comes from CLIP, so it is the same in every row). Per image, CLIP runs once and SAM's
+    encoder at most once for the whole grid; ``Ablation.clip_images`` / ``sam_encoder_images``
+    count them with forward hooks. Not cached: a rerun recomputes.
+    """
+    from .metrics import image_metrics
+    from .sam_features import EncoderCounter
+
+    say = log or (lambda _s: None)
+    t0 = time.perf_counter()
+    out = Path(out).expanduser()
+    settings = grid_settings(strategies, stages, fusions)
+    setup = prepare(dataset, root, profile=profile, categories=categories, adapter=adapter, stages=None,
+                    resolution=resolution, batch_size=batch_size, max_images=max_images, models=models, cfg=cfg,
+                    clip_checkpoint=clip_checkpoint, sam_checkpoint=sam_checkpoint, overrides=overrides, log=log)
+    keys = (*PIXEL_KEYS, "image_auroc")
+    per_setting: dict[str, dict[str, dict[str, float]]] = {s.name: {} for s in settings}
+    clip_counter = _ClipImageCounter(setup.models)
+    sam_counter = EncoderCounter(setup.models.sam)
+    try:
+        with _deterministic_torch(), sam_counter:
+            for cat in setup.selection:
+                enc = _encode_category(setup, cat, progress)
+                scores = np.array([e.image_score for e in enc], dtype=np.float64)
+                labels = np.array([e.label for e in enc], dtype=np.int64)
+                image_auroc = image_metrics(scores, labels, on_undefined="nan")["auroc"]
+                masks = [e.mask for e in enc]
+                for s, maps in _grid_maps(setup, enc, settings, progress):
+                    per_setting[s.name][cat] = {**_metrics(maps, masks, scores, labels, pixel_only=True),
+                                                "image_auroc": image_auroc}
+                say(f"[ablate] {cat}: {len(enc)} images, {len(settings)} settings")
+                del enc
+    finally:
+        clip_counter.close()
+    rows = []
+    for s in settings:
+        mean = _mean(list(per_setting[s.name].values()), keys)
+        rows.append({"setting": s.name, "negative_strategy": s.negative_strategy, "stages": s.stages,
+                     "fusion": s.fusion, **mean, "categories": per_setting[s.name]})
+    protocol = _protocol(setup)
+    protocol["grid"] = {"negative_strategies": list(strategies), "stages": [0, *stages], "fusions": list(fusions),
+                        "other_config": "as in protocol.config (its stages / fusion / negative_strategy are "
+                                        "replaced per row)"}
+    table = {"protocol": protocol, "rows": rows,
+             "counts": {"images": sum(len(v) for v in setup.selection.values()), "clip_images": clip_counter.images,
+                        "sam_encoder_images": sam_counter.images, "sam_encoder_calls": sam_counter.calls}}
+    written = _write_ablation(table, out, keys)
+    seconds = time.perf_counter() - t0
+    say("")
+    say("\n".join(_ablation_md(table, keys).splitlines()[2:]))
+    say(f"[ablate] wrote {', '.join(p.name for p in written)} to {out} ({len(settings)} settings; CLIP saw "
+        f"{clip_counter.images} images, SAM's encoder {sam_counter.images}; {seconds:.1f}s)")
+    return Ablation(table=table, out=out, written=written, clip_images=clip_counter.images,
+                    sam_encoder_images=sam_counter.images, seconds=seconds)
+
+
+def _ablation_md(table: dict[str, Any], keys: Sequence[str]) -> str:
+    rows = {r["setting"]: r for r in table["rows"]}
+    c = table["counts"]
+    lines = ["# Ablation", "", "Protocol:", *protocol_lines(table["protocol"]),
+             "- **Grid**: rows are negative strategy / CPS stages / fusion; the other Config fields are as above. "
+             "Stage 0 is the CLIP map alone. Values are means over categories, in %. The image score comes from "
+             "CLIP, so image AUROC is the same in every row.",
+             f"- **Passes**: {c['images']} images; CLIP's visual tower saw {c['clip_images']}, SAM's image encoder "
+             f"{c['sam_encoder_images']} (once per image whose M_apa is not empty), for all {len(rows)} rows.",
+             "", *_table(rows, keys, first="setting"), ""]
+    return "\n".join(lines)
+
+
+def _write_ablation(table: dict[str, Any], out: Path, keys: Sequence[str]) -> list[Path]:
+    out.mkdir(parents=True, exist_ok=True)
+    paths = [out / "ablation.json", out / "ablation.csv", out / "ablation.md"]
+    _write_atomic(paths[0], json.dumps(_json_ready(table), indent=2, allow_nan=False) + "\n")
+    rows = {r["setting"]: r for r in table["rows"]}
+    _write_atomic(paths[1], _csv_text(rows, keys, "setting", extra=("negative_strategy", "stages", "fusion")))
+    _write_atomic(paths[2], _ablation_md(table, keys))
+    return paths
+
+
+# --------------------------------------------------------------------------------------------------
+# Published numbers (METHOD.md, "Numbers to compare against")
+# --------------------------------------------------------------------------------------------------
+
+PUBLISHED_COLUMNS: tuple[str, ...] = ("pixel AUROC", "pixel F1-max", "pixel AP", "PRO")
+"""Column order of METHOD.md's table (pixel AUROC / F1-max / AP / PRO, in %)."""
+
+PUBLISHED: dict[str, dict[str, str]] = {
+    "WinCLIP (training-free, re-evaluated)": {"MVTec-AD": "82.3 / 24.8 / 18.2 / 62.0",
+                                              "VisA": "73.2 / 9.0 / 5.4 / 51.1"},
+    "APRIL-GAN (adapter trained on the other dataset)": {"MVTec-AD": "87.5 / 42.3 / 39.1 / 43.7",
+                                                         "VisA": "93.8 / 32.6 / 26.2 / 86.5"},
+    "AnomalyCLIP": {"MVTec-AD": "91.0 / 38.9 / 34.4 / 81.7", "VisA": "95.4 / 27.6 / 20.7 / 86.4"},
+    "AdaCLIP": {"MVTec-AD": "88.5 / 43.9 / 41.0 / 47.6", "VisA": "95.1 / 33.8 / 29.2 / 71.3"},
+    "SAA+ (GroundingDINO + SAM)": {"MVTec-AD": "F1-max 39.4", "VisA": "F1-max 27.1"},
+    "this paper": {"MVTec-AD": '"state of the art"', "VisA": "prior best + 10.3 F1-max, + 7.7 AP; AUROC slightly lower"},
+}
+"""The published zero-shot numbers METHOD.md lists, copied verbatim (pixel AUROC / F1-max / AP / PRO, %)."""
+
+PUBLISHED_PROTOCOL = ("as published by each paper: peer numbers differ in resolution and AUPRO definition "
+                      "(METHOD.md); not re-run here")
+
+
+def comparison_markdown(results: dict[str, Any] | None = None, label: str = "clipsam-lite (this run)") -> str:
+    """METHOD.md's published numbers beside ours, each row with its protocol, as a markdown table [ours].
+
+    ``results``: an :func:`evaluate` results dict (``results.json``); its mean pixel AUROC / F1-max /
+    AP / AUPRO is added as one row, on its own dataset, with its protocol (profile, random backbones,
+    resolution, AUPRO definition).
+    """
+    lines = ["| method | dataset | pixel AUROC / F1-max / AP / PRO (%) | protocol |", "|---|---|---|---|"]
+    for method, by_dataset in PUBLISHED.items():
+        for dataset, numbers in by_dataset.items():
+            lines.append(f"| {method} | {dataset} | {numbers} | {PUBLISHED_PROTOCOL} |")
+    if results is not None:
+        p, m = results["protocol"], results["mean"]
+        numbers = " / ".join(_pct(m[k]) for k in ("pixel_auroc", "pixel_f1_max", "pixel_ap", "pixel_aupro"))
+        synthetic = _synthetic_meta(Path(p["root"])) is not None
+        dataset = f"{'synthetic ' if synthetic else ''}{p['dataset']} ({', '.join(p['categories'])})"
+        n = sum(v["evaluated"] for v in p["images"].values())
+        protocol = (f"profile {p['profile']}{' (RANDOM backbones: mechanics only, not comparable)' if p['random_backbones'] else ''}; "
+                    f"head {p['head']}; {n} images at {p['resolution']} x {p['resolution']} (resize + centre crop); "
+                    "AUPRO: MVTec AD reference definition (integrated to FPR 0.3, divided by 0.3)")
+        lines.append(f"| {label} | {dataset} | {numbers} | {protocol} |")
+    return "\n".join(lines) + "\n"
+
+
+# --------------------------------------------------------------------------------------------------
+# Command-line entry points (called by __main__)
+# --------------------------------------------------------------------------------------------------
+
+def evaluate_command(args: Any) -> int:
+    """``python -m clipsam_lite evaluate``."""
+    evaluate(args.dataset, args.root, args.out, profile=args.profile, categories=args.categories,
+             adapter=args.adapter, stages=args.stages, resolution=args.resolution, batch_size=args.batch_size,
+             max_images=args.max_images, fresh=args.fresh, clip_checkpoint=args.clip_checkpoint,
+             sam_checkpoint=args.sam_checkpoint, overrides=args.set)
+    return 0
+
+
+def ablate_command(args: Any) -> int:
+    """``python -m clipsam_lite ablate``."""
+    ablate(args.dataset, args.root, args.out, profile=args.profile, categories=args.categories,
+           adapter=args.adapter, resolution=args.resolution, batch_size=args.batch_size,
+           max_images=args.max_images, clip_checkpoint=args.clip_checkpoint, sam_checkpoint=args.sam_checkpoint,
+           overrides=args.set)
+    return 0
