@@ -1,10 +1,10 @@
-# make demo | make test | make lab -- each creates .venv if missing.
+# make demo | make test | make lab | make figures -- each creates .venv if missing.
 PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lab lint clean-venv
+.PHONY: demo test lab figures lint clean-venv
 
 $(STAMP): requirements.txt constraints.txt pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -20,6 +20,9 @@ test: $(STAMP)
 
 lab: $(STAMP)
 	$(BIN)/jupyter lab notebooks
+
+figures: $(STAMP)
+	$(BIN)/python -m clipsam_lite figures --out figures
 
 lint: $(STAMP)
 	$(BIN)/ruff check clipsam_lite tests benchmarks
