@@ -67,18 +67,76 @@ def _cmd_info(args: argparse.Namespace) -> int:
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
-    from .data import make_synthetic
+    from .demo import run_demo
 
+    run_demo(args.profile, Path(args.out))
+    return 0
+
+
+def _cmd_segment(args: argparse.Namespace) -> int:
+    from .clip_maps import object_name_for
+    from .data import read_image
+    from .models import load_models
+    from .pipeline import segment, write_outputs
+
+    image = read_image(args.image)  # clear errors for missing / corrupt files before any model loads
+    models = load_models(args.profile, clip_checkpoint=args.clip_checkpoint, sam_checkpoint=args.sam_checkpoint)
+    print(models.banner())
+    cfg = models.cfg
+    if args.stages:
+        cfg = cfg.replace(stages=args.stages)
+    adapter = None
+    if args.adapter:
+        from .adapter import load_adapter
+
+        adapter = load_adapter(args.adapter, models, cfg)
+    else:
+        cfg = cfg.replace(head="training_free")
+        print("No --adapter given: using the training-free CLIP head (train one with `train-adapter`).")
+    result = segment(image, object_name_for(args.object), models, cfg, adapter=adapter)
     out = Path(args.out)
-    data_root = make_synthetic(out / "synthetic", seed=0, signature=True)
-    print(f"[demo] synthetic sample written to {data_root}")
-    return _cmd_info(argparse.Namespace(profile=args.profile))
+    written = write_outputs(result, image, cfg, out, profile=models.profile)
+    state = "no prompts: treated as normal" if result.is_normal else (
+        f"{len(result.cascades)} prompt set(s), final mask {int(result.final_mask.sum())} px")
+    print(f"Segmented {args.image} ({result.size[1]} x {result.size[0]}), object {args.object!r}: {state}.")
+    print(f"Wrote {len(written)} files to {out}: " + ", ".join(p.name for p in written))
+    return 0
+
+
+def _cmd_train_adapter(args: argparse.Namespace) -> int:
+    from .adapter import train_adapter_command
+
+    train_adapter_command(args.dataset, args.root, args.categories, args.profile, args.epochs, args.out)
+    return 0
+
+
+def _cmd_evaluate(args: argparse.Namespace) -> int:
+    from .evaluate import evaluate_command
+
+    return evaluate_command(args)
+
+
+def _cmd_ablate(args: argparse.Namespace) -> int:
+    from .evaluate import ablate_command
+
+    return ablate_command(args)
+
+
+def _cmd_figures(args: argparse.Namespace) -> int:
+    from .figures import figures_command
+
+    return figures_command(args)
 
 
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "synth": _cmd_synth,
     "info": _cmd_info,
     "demo": _cmd_demo,
+    "segment": _cmd_segment,
+    "train-adapter": _cmd_train_adapter,
+    "evaluate": _cmd_evaluate,
+    "ablate": _cmd_ablate,
+    "figures": _cmd_figures,
 }
 
 
@@ -101,6 +159,74 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--signature", action="store_true",
                    help="draw every defect in one fixed hue (the planted signal for random backbones)")
 
+    p = sub.add_parser("segment", help="the method on one image: maps, masks, overlays and result.json")
+    p.add_argument("image", help="an image file (any of PNG/JPEG/BMP/TIFF; grayscale, RGBA, 16-bit are converted)")
+    p.add_argument("--object", required=True, help="the object's name for the CLIP prompts, e.g. bottle")
+    p.add_argument("--profile", choices=PROFILES, default=None)
+    p.add_argument("--adapter", default=None, help="an adapter file from train-adapter (else the training-free head)")
+    p.add_argument("--stages", type=int, choices=(1, 2, 3), default=None, help="CPS stages to run (default 3)")
+    p.add_argument("--clip-checkpoint", default=None, help="a local open_clip checkpoint file (offline machines)")
+    p.add_argument("--sam-checkpoint", default=None, help="a local SAM checkpoint file (offline machines)")
+    p.add_argument("--out", required=True, help="output folder (created)")
+
+    p = sub.add_parser("train-adapter", help="train the APRIL-GAN adapter head on an auxiliary dataset")
+    p.add_argument("--dataset", choices=("mvtec", "visa", "folder"), required=True)
+    p.add_argument("--root", required=True, help="the dataset's root folder")
+    p.add_argument("--categories", nargs="+", default=None, help="only these categories (default: all)")
+    p.add_argument("--profile", choices=PROFILES, default=None)
+    p.add_argument("--epochs", type=int, default=None)
+    p.add_argument("--out", required=True, help="the adapter file to write")
+
+    for name, help_text in (
+            ("evaluate", "metrics over a dataset's test split (resumable; results.json/.csv/.md)"),
+            ("ablate", "the ablation grid: negative strategies x CPS stages x fusion modes (ablation.json/.csv/.md)")):
+        p = sub.add_parser(name, help=help_text)
+        p.add_argument("--dataset", choices=("mvtec", "visa", "folder"), required=True)
+        p.add_argument("--root", required=True, help="the dataset's root folder")
+        p.add_argument("--profile", choices=PROFILES, default=None)
+        p.add_argument("--adapter", default=None,
+                       help="an adapter file from train-adapter (else: tiny on synthetic data uses the synthetic "
+                            "sample's adapter, everything else the training-free head)")
+        p.add_argument("--categories", nargs="+", default=None, help="only these categories (default: all)")
+        if name == "evaluate":
+            p.add_argument("--stages", type=int, choices=(1, 2, 3), default=None, help="CPS stages (default 3)")
+        p.add_argument("--resolution", type=int, default=None,
+                       help="maps and masks are compared at this size (default: the profile's, 518 for paper/base)")
+        p.add_argument("--batch-size", type=int, default=None, help="images per CLIP / SAM encoder forward")
+        p.add_argument("--max-images", type=int, default=None,
+                       help="at most this many images per category, spread evenly (a quick subset)")
+        p.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
+                       help="change a Config field, e.g. --set tau=0.6 --set head=training_free (repeatable)")
+        if name == "evaluate":
+            p.add_argument("--fresh", action="store_true", help="delete OUT/cache first and recompute everything")
+        p.add_argument("--clip-checkpoint", default=None, help="a local open_clip checkpoint file (offline machines)")
+        p.add_argument("--sam-checkpoint", default=None, help="a local SAM checkpoint file (offline machines)")
+        p.add_argument("--out", required=True, help="output folder (created)")
+
+    p = sub.add_parser("figures", help="the paper's figures (PNG + PDF) and the results/ablation tables")
+    p.add_argument("--profile", choices=PROFILES, default=None,
+                   help="default: $CLIPSAM_PROFILE, else base when its weights are cached, else tiny")
+    p.add_argument("--dataset", choices=("mvtec", "visa", "folder"), default=None,
+                   help="images from this dataset (with --root); default: the embedded synthetic sample")
+    p.add_argument("--root", default=None, help="the dataset's root folder (with --dataset)")
+    p.add_argument("--categories", nargs="+", default=None, help="only these categories of --dataset")
+    p.add_argument("--per-category", type=int, default=None,
+                   help="images per category (default: 2 on the synthetic sample, 1 on a dataset)")
+    p.add_argument("--adapter", default=None,
+                   help="an adapter file from train-adapter (else: tiny on synthetic data uses the synthetic "
+                        "sample's adapter, everything else the training-free head only)")
+    p.add_argument("--results", default=None,
+                   help="a folder holding results.json and/or ablation.json (from evaluate / ablate): render the tables")
+    p.add_argument("--tables-only", action="store_true", help="only the tables of --results (no models are loaded)")
+    p.add_argument("--seed", type=int, default=0, help="which images are shown (seeded choice); models are seeded too")
+    p.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
+                   help="change a Config field, e.g. --set stages=2 --set tau=0.6 (repeatable)")
+    p.add_argument("--formats", nargs="+", choices=("png", "pdf"), default=["png", "pdf"])
+    p.add_argument("--dpi", type=float, default=None, help="PNG resolution (default: the packaged style's, 100)")
+    p.add_argument("--clip-checkpoint", default=None, help="a local open_clip checkpoint file (offline machines)")
+    p.add_argument("--sam-checkpoint", default=None, help="a local SAM checkpoint file (offline machines)")
+    p.add_argument("--out", default=None, help="output folder (default: the repository's figures/)")
+
     p = sub.add_parser("info", help="versions, device, profile, and where each weight file is cached")
     p.add_argument("--profile", choices=PROFILES, default=None)
     return parser
@@ -110,8 +236,8 @@ def _known_errors() -> tuple[type[BaseException], ...]:
     from . import models
 
     errors: list[type[BaseException]] = [
-        FileNotFoundError, ValueError, OSError, models.WeightsUnavailableError, models.CorruptCheckpointError,
-        models.ChecksumMismatchError, models.CheckpointMismatchError,
+        FileNotFoundError, ValueError, OSError, models.WeightsUnavailableError,
+        models.CorruptCheckpointError, models.ChecksumMismatchError, models.CheckpointMismatchError,
     ]
     return tuple(errors)
 
