@@ -34,7 +34,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal, overload
+from typing import Any, Literal, overload
 
 import numpy as np
 from PIL import Image
@@ -929,11 +929,18 @@ def _write_synthetic(out: Path, plan: dict[str, tuple[str, ...]], seed: int, ima
     (out / "README.txt").write_text(_synthetic_readme(meta), encoding="utf-8")
 
 
-def _is_synthetic_root(root: Path) -> bool:
+def synthetic_meta(root: str | os.PathLike[str]) -> dict[str, Any] | None:
+    """The ``meta.json`` of a dataset written by :func:`make_synthetic`, else None (a real dataset)."""
     try:
-        return bool(json.loads((root / "meta.json").read_text(encoding="utf-8")).get("synthetic"))
-    except (OSError, ValueError, AttributeError):
-        return False
+        meta = json.loads((Path(root) / "meta.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return meta if isinstance(meta, dict) and meta.get("synthetic") is True else None
+
+
+def is_synthetic_root(root: str | os.PathLike[str]) -> bool:
+    """Whether ``root`` was written by :func:`make_synthetic` (its ``meta.json`` says so)."""
+    return synthetic_meta(root) is not None
 
 
 def make_synthetic(root: str | os.PathLike[str], seed: int = 0, categories: Sequence[str] | None = None,
@@ -965,7 +972,7 @@ def make_synthetic(root: str | os.PathLike[str], seed: int = 0, categories: Sequ
     if root.exists():
         if not root.is_dir():
             raise FileExistsError(f"make_synthetic: {root} exists and is a file; choose a folder path.")
-        if any(root.iterdir()) and not _is_synthetic_root(root):
+        if any(root.iterdir()) and not is_synthetic_root(root):
             raise FileExistsError(
                 f"make_synthetic: {root} is not empty and was not written by make_synthetic "
                 "(no meta.json saying synthetic); choose a new or empty folder so nothing is overwritten."

@@ -58,6 +58,7 @@ import numpy as np
 
 from . import __version__
 from .config import FUSIONS, NEGATIVE_STRATEGIES, Config
+from .data import synthetic_meta
 
 if TYPE_CHECKING:  # pragma: no cover
     from .adapter import Adapter
@@ -114,15 +115,6 @@ class EvalSetup:
     @property
     def resolution(self) -> int:
         return int(self.cfg.resolution)
-
-
-def _synthetic_meta(root: Path) -> dict[str, Any] | None:
-    """``meta.json`` of a dataset written by :func:`clipsam_lite.data.make_synthetic`, else None."""
-    try:
-        meta = json.loads((Path(root) / "meta.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    return meta if isinstance(meta, dict) and meta.get("synthetic") is True else None
 
 
 def select_indices(records: Sequence[Record], categories: Sequence[str], max_images: int | None
@@ -315,7 +307,7 @@ def prepare(dataset: str, root: str | os.PathLike[str], *, profile: str | None =
                 "training_data": adapter_obj.meta.get("training_data"), "note": f"adapter file {path.name}"}
     elif base.head == "training_free":
         info = {"source": "none", "sha256": None, "note": "training-free head (cfg.head='training_free')"}
-    elif models.profile == "tiny" and _synthetic_meta(Path(root)) is not None:
+    elif models.profile == "tiny" and synthetic_meta(root) is not None:
         from .demo import AUX_CATEGORIES, synthetic_adapter
 
         say(f"[setup] tiny profile on a synthetic dataset without --adapter: using the adapter trained on the "
@@ -867,7 +859,7 @@ def _grid_maps(setup: EvalSetup, enc: list[_Encoded], settings: list[Setting], p
     from tqdm.auto import tqdm
 
     from .cps import fuse
-    from .pipeline import _union_final, finish_from_maps
+    from .pipeline import final_mask_and_logits, finish_from_maps
 
     res = setup.resolution
     groups: dict[tuple[str, int], list[Setting]] = {}
@@ -882,7 +874,7 @@ def _grid_maps(setup: EvalSetup, enc: list[_Encoded], settings: list[Setting], p
         maps: dict[str, list[np.ndarray]] = {s.fusion: [] for s in members}
         for e in enc:
             r = finish_from_maps(e.s_a, e.image_score, e.object_name, e.embedding, setup.models, cfg)
-            mask, logits = _union_final(r.cascades, r.size)
+            mask, logits = final_mask_and_logits(r.cascades, r.size)
             for fusion in maps:
                 maps[fusion].append(eval_map(fuse(e.s_a, mask, logits, cfg.replace(fusion=fusion)), res))
         for s in members:
@@ -1017,7 +1009,7 @@ def comparison_markdown(results: dict[str, Any] | None = None, label: str = "cli
     if results is not None:
         p, m = results["protocol"], results["mean"]
         numbers = " / ".join(_pct(m[k]) for k in ("pixel_auroc", "pixel_f1_max", "pixel_ap", "pixel_aupro"))
-        synthetic = _synthetic_meta(Path(p["root"])) is not None
+        synthetic = synthetic_meta(p["root"]) is not None
         dataset = f"{'synthetic ' if synthetic else ''}{p['dataset']} ({', '.join(p['categories'])})"
         n = sum(v["evaluated"] for v in p["images"].values())
         protocol = (f"profile {p['profile']}{' (RANDOM backbones: mechanics only, not comparable)' if p['random_backbones'] else ''}; "

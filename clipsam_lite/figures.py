@@ -38,6 +38,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.figure import Figure
 
+from .data import is_synthetic_root
 from .evaluate import METRIC_KEYS, PIXEL_KEYS
 from .viz import (
     BOX_COLOR,
@@ -822,14 +823,6 @@ def ablation_stages_figure(ablation: dict[str, Any], fusion: str | None = None) 
 # Everything at once
 # --------------------------------------------------------------------------------------------------
 
-def _is_synthetic(root: Path) -> bool:
-    """Whether ``root`` was written by :func:`clipsam_lite.data.make_synthetic` (its ``meta.json`` says so)."""
-    try:
-        return json.loads((root / "meta.json").read_text(encoding="utf-8")).get("synthetic") is True
-    except (OSError, ValueError, AttributeError):
-        return False
-
-
 def _describe(stem: str, what: str, caption: str) -> str:
     return f"clipsam-lite {stem}: {what}" + (f" [{caption}]" if caption else "")
 
@@ -951,7 +944,7 @@ def make_figures(out: str | Path, profile: str | None = None, dataset: str | Non
     else:
         items = select_items(ds, per_category=per_category or 1, seed=seed)
         source = f"{ds.name} at {ds.root}"
-    synthetic = ds is None or _is_synthetic(Path(root))
+    synthetic = ds is None or is_synthetic_root(root)
     adapter_obj = figure_adapter(models, cfg, adapter, synthetic=synthetic, log=say)
     if adapter_obj is None:
         say("[figures] no adapter: Figure 2's adapter column is left empty and ours uses the training-free head "

@@ -20,7 +20,7 @@ import numpy as np
 from .config import Config
 from .cps import CascadeResult, fuse, run_cascade
 
-__all__ = ["Result", "segment", "segment_batch", "finish_from_maps", "needs_sam", "result_dict", "write_outputs"]
+__all__ = ["Result", "segment", "segment_batch", "finish_from_maps", "final_mask_and_logits", "needs_sam", "result_dict", "write_outputs"]
 
 
 @dataclass
@@ -60,7 +60,8 @@ class Result:
         return out
 
 
-def _union_final(cascades: list[CascadeResult], size: tuple[int, int]) -> tuple[np.ndarray, np.ndarray | None]:
+def final_mask_and_logits(cascades: list[CascadeResult], size: tuple[int, int]) -> tuple[np.ndarray, np.ndarray | None]:
+    """The union of the cascades' final masks (M3, or the last non-empty stage) and the max of their logits."""
     mask = np.zeros(size, dtype=bool)
     logits: np.ndarray | None = None
     for c in cascades:
@@ -109,7 +110,7 @@ def finish_from_maps(s_a: np.ndarray, image_score: float, object_name: str, embe
                 r.cascades.append(run_cascade(predictor, s_a, ps.points, ps.labels, cfg))
         r.timings_ms["cps"] = 1000 * (time.perf_counter() - t)
     t = time.perf_counter()
-    mask, logits = _union_final(r.cascades, r.size)
+    mask, logits = final_mask_and_logits(r.cascades, r.size)
     r.final_mask = mask
     r.final_map = fuse(s_a, mask, logits, cfg)
     r.timings_ms["fusion"] = 1000 * (time.perf_counter() - t)
