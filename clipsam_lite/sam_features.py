@@ -382,7 +382,9 @@ def grid_map_to_original(grid_map: np.ndarray | torch.Tensor, emb: SamEmbedding)
 
 def _unit_features(emb: SamEmbedding) -> torch.Tensor:
     """The L2-normalised features (per grid cell), on the CPU; cached on the embedding until its features change."""
-    key = ("unit", id(emb.features), emb.features._version)
+    # inference tensors (made under torch.inference_mode) cannot change in place and have no version counter
+    version = 0 if emb.features.is_inference() else emb.features._version
+    key = ("unit", id(emb.features), version)
     if key not in emb._cache:
         for k in [k for k in emb._cache if k[0] == "unit"]:
             del emb._cache[k]

@@ -106,3 +106,15 @@ def test_result_dict_has_every_documented_key(tiny_models, defect_image):
     assert s1["box"] is None and s2["box"] is None and len(s3["box"]) == 4
     assert [p for p, lab in zip(s1["points"], s1["labels"], strict=True) if lab == 1] == d["prompts"]["positive"]
     assert {"clip", "sam_encoder", "ppg", "cps", "fusion", "total"} <= set(d["timings_ms"])
+
+
+def test_segment_works_inside_inference_mode(tiny_models, defect_image):
+    """Users (and benchmarks) may wrap calls in torch.inference_mode: caches must not need version counters."""
+    import torch
+
+    image, _ = defect_image
+    cfg = _cfg(tiny_models, per_component=False)
+    with torch.inference_mode():
+        r = pipeline.segment(image, "tablet", tiny_models, cfg)
+    plain = pipeline.segment(image, "tablet", tiny_models, cfg)
+    np.testing.assert_array_equal(r.final_mask, plain.final_mask)
