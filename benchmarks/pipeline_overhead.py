@@ -35,7 +35,7 @@ def _timed(fn, repeats: int, sync) -> list[float]:
 
 def main() -> None:
     from clipsam_lite.adapter import Adapter
-    from clipsam_lite.clip_maps import _mean_std, preprocess_images
+    from clipsam_lite.clip_maps import clip_mean_std, preprocess_images
     from clipsam_lite.config import get_config
     from clipsam_lite.data import render_item
     from clipsam_lite.models import load_models
@@ -60,7 +60,7 @@ def main() -> None:
     image, _ = render_item("tablet", 0, defect="stain", image_size=size)
 
     # the baseline: one CLIP image forward + one SAM image-encoder forward, on the same image
-    mean, std = _mean_std(models)
+    mean, std = clip_mean_std(models)
     with torch.inference_mode():
         clip_in = preprocess_images([image], cfg.clip_image_size, mean, std, dev)
         from segment_anything.utils.transforms import ResizeLongestSide
