@@ -23,3 +23,22 @@ def isolated_cache(tmp_path, monkeypatch):
     cache = tmp_path / "cache"
     monkeypatch.setenv("CLIPSAM_CACHE", str(cache))
     return cache
+
+
+class DecoderSpy:
+    """Counts SAM mask-decoder passes with a forward hook."""
+
+    def __init__(self, sam):
+        self.calls = 0
+        self.handle = sam.mask_decoder.register_forward_hook(self._hook)
+
+    def _hook(self, *_):
+        self.calls += 1
+
+
+@pytest.fixture
+def decoder_spy(tiny_models):
+    """A DecoderSpy on the tiny SAM, removed after the test."""
+    spy = DecoderSpy(tiny_models.sam)
+    yield spy
+    spy.handle.remove()

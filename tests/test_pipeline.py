@@ -22,29 +22,12 @@ def _cfg(tiny_models, **kw):
     return tiny_models.cfg.replace(head="training_free", **{"tau_mode": "percentile", "tau": 98.0, **kw})
 
 
-class DecoderSpy:
-    """Counts mask-decoder passes by a forward hook on SAM's decoder."""
-
-    def __init__(self, sam):
-        self.calls = 0
-        self.handle = sam.mask_decoder.register_forward_hook(self._hook)
-
-    def _hook(self, *_):
-        self.calls += 1
-
-    def close(self):
-        self.handle.remove()
-
-
 @pytest.mark.parametrize("stages", [1, 2, 3])
-def test_encoder_runs_once_and_decoder_once_per_stage(tiny_models, defect_image, stages):
+def test_encoder_runs_once_and_decoder_once_per_stage(tiny_models, defect_image, stages, decoder_spy):
     image, _ = defect_image
     cfg = _cfg(tiny_models, stages=stages, per_component=False)
-    spy = DecoderSpy(tiny_models.sam)
-    try:
-        r = pipeline.segment(image, "tablet", tiny_models, cfg)
-    finally:
-        spy.close()
+    r = pipeline.segment(image, "tablet", tiny_models, cfg)
+    spy = decoder_spy
     assert r.sam_encoder_calls == 1
     assert len(r.cascades) == 1
     assert spy.calls == len(r.cascades[0].stages) <= stages
@@ -66,14 +49,11 @@ def test_per_component_still_one_encoder_pass(tiny_models, defect_image):
     np.testing.assert_array_equal(r.final_mask, union)
 
 
-def test_normal_image_returns_s_a_without_touching_sam(tiny_models, defect_image):
+def test_normal_image_returns_s_a_without_touching_sam(tiny_models, defect_image, decoder_spy):
     image, _ = defect_image
     cfg = tiny_models.cfg.replace(head="training_free", tau_mode="absolute", tau=1.0)  # S_a > 1 never holds
-    spy = DecoderSpy(tiny_models.sam)
-    try:
-        r = pipeline.segment(image, "tablet", tiny_models, cfg)
-    finally:
-        spy.close()
+    r = pipeline.segment(image, "tablet", tiny_models, cfg)
+    spy = decoder_spy
     assert r.is_normal and r.ppg is None and r.sam_encoder_calls == 0 and spy.calls == 0
     np.testing.assert_array_equal(r.final_map, r.s_a)
     assert not r.final_mask.any()

@@ -27,23 +27,14 @@ def scene(tiny_models):
     return image, gt, s_a, emb, cfg
 
 
-class DecoderSpy:
-    """Counts SAM mask-decoder passes with a forward hook."""
-
-    def __init__(self, sam):
-        self.calls = 0
-        self.handle = sam.mask_decoder.register_forward_hook(self._hook)
-
-    def _hook(self, *_):
-        self.calls += 1
-
-
 def _controls(explorer):
     return {wd._kwarg: wd for wd in explorer.kwargs_widgets}
 
 
 def test_explorer_builds_updates_and_reuses_the_embedding(tiny_models, scene):
     image, gt, s_a, emb, cfg = scene
+    from conftest import DecoderSpy
+
     spy = DecoderSpy(tiny_models.sam)
     try:
         with EncoderCounter(tiny_models.sam) as encoder:
