@@ -16,7 +16,7 @@ demo: $(STAMP)
 	$(BIN)/python -m clipsam_lite demo
 
 test: $(STAMP)
-	CLIPSAM_PROFILE=tiny $(BIN)/python -m pytest tests --nbmake notebooks
+	CLIPSAM_PROFILE=tiny $(BIN)/python -m pytest tests --nbmake --nbmake-timeout=300 notebooks
 
 lab: $(STAMP)
 	$(BIN)/jupyter lab notebooks
