@@ -6,11 +6,12 @@ Every explorer is one self-contained function: a figure builder that also works 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 
-__all__ = ["ppg_figure", "ppg_explorer"]
+__all__ = ["live_figure", "ppg_figure", "ppg_explorer"]
 
 
 # --------------------------------------------------------------------------------------------------
@@ -72,8 +73,42 @@ def ppg_figure(s_a: np.ndarray, result: Any, image: np.ndarray | None = None, ti
     return fig
 
 
+def live_figure(render: Callable[..., tuple[Any, str, Any]], controls: dict[str, Any]):
+    """Core ipywidgets controls above a figure that redraws when any control changes.
+
+    ``render(**values) -> (matplotlib figure, status text, result)``. The figure is shown as PNG bytes
+    in a ``widgets.Image`` and the text in a ``widgets.HTML``, never through an ``Output`` widget:
+    under headless nbclient/nbmake (CI) a cell drawing into an ``Output`` widget (as
+    ``widgets.interactive`` does) sometimes never finishes. Returns a ``VBox`` whose children are the
+    controls then the display; ``.kwargs_widgets`` lists the controls (each with ``._kwarg``, its
+    name) and ``.result`` holds the latest result [ours].
+    """
+    import io
+
+    import ipywidgets as w
+    import matplotlib.pyplot as plt
+
+    image, status = w.Image(format="png"), w.HTML()
+    box = w.VBox([*controls.values(), w.VBox([image, status])])
+    box.kwargs_widgets = list(controls.values())
+    for name, control in controls.items():
+        control._kwarg = name
+
+    def update(_change: Any = None) -> None:
+        fig, text, result = render(**{k: c.value for k, c in controls.items()})
+        buf = io.BytesIO()
+        fig.savefig(buf, format="png", dpi=72)
+        plt.close(fig)
+        image.value, status.value, box.result = buf.getvalue(), f"<pre>{text}</pre>", result
+
+    for control in controls.values():
+        control.observe(update, names="value")
+    update()
+    return box
+
+
 def ppg_explorer(s_a: np.ndarray, cfg: Any, embedding: Any | None = None, image: np.ndarray | None = None):
-    """An ``ipywidgets.interactive`` over PPG's ``tau`` (absolute), ``k_pos``, ``k_neg``, ``d_min`` and the
+    """An explorer (:func:`live_figure`) over PPG's ``tau`` (absolute), ``k_pos``, ``k_neg``, ``d_min`` and the
     negative strategy; each change re-runs :func:`clipsam_lite.ppg.generate_prompts` and redraws
     :func:`ppg_figure`. ``cofeature`` is offered only when ``embedding`` is given.
 
@@ -81,8 +116,6 @@ def ppg_explorer(s_a: np.ndarray, cfg: Any, embedding: Any | None = None, image:
     (nbmake, CI) it builds and renders once without a frontend.
     """
     import ipywidgets as w
-    import matplotlib.pyplot as plt
-    from IPython.display import display
 
     from .ppg import generate_prompts
 
@@ -93,21 +126,18 @@ def ppg_explorer(s_a: np.ndarray, cfg: Any, embedding: Any | None = None, image:
     H, W = np.shape(s_a)
     tau0 = float(cfg.tau) if cfg.tau_mode == "absolute" else 0.5
 
-    def show(tau: float, k_pos: int, k_neg: int, d_min: float, negative_strategy: str) -> None:
+    def show(tau: float, k_pos: int, k_neg: int, d_min: float, negative_strategy: str) -> tuple[Any, str, Any]:
         c = cfg.replace(tau_mode="absolute", tau=tau, k_pos=k_pos, k_neg=k_neg, d_min=d_min,
                         negative_strategy=negative_strategy)
         result = generate_prompts(s_a, c, embedding)
-        fig = ppg_figure(s_a, result, image)
-        display(fig)
-        plt.close(fig)
         n_sets = len(result.prompt_sets)
-        print(f"tau = {result.tau_value:.2f}: {int(result.m_apa.sum())} px in M_apa, {n_sets} prompt set(s), "
-              f"{len(result.positives)} positive(s), {len(result.negatives)} negative(s)"
-              + (" -> normal image, SAM skipped" if result.is_normal else ""))
+        text = (f"tau = {result.tau_value:.2f}: {int(result.m_apa.sum())} px in M_apa, {n_sets} prompt set(s), "
+                f"{len(result.positives)} positive(s), {len(result.negatives)} negative(s)"
+                + (" -> normal image, SAM skipped" if result.is_normal else ""))
+        return ppg_figure(s_a, result, image), text, result
 
     style = {"description_width": "initial"}
-    return w.interactive(
-        show,
+    return live_figure(show, dict(
         tau=w.FloatSlider(value=tau0, min=0.0, max=1.0, step=0.01, description="tau", style=style,
                           continuous_update=False),
         k_pos=w.IntSlider(value=int(cfg.k_pos), min=1, max=10, description="k_pos", continuous_update=False),
@@ -115,7 +145,7 @@ def ppg_explorer(s_a: np.ndarray, cfg: Any, embedding: Any | None = None, image:
         d_min=w.FloatSlider(value=float(cfg.d_min), min=0.0, max=float(max(H, W)) / 2, step=1.0,
                             description="d_min (px)", style=style, continuous_update=False),
         negative_strategy=w.Dropdown(options=strategies, value=start, description="negatives", style=style),
-    )
+    ))
 
 
 # --------------------------------------------------------------------------------------------------
@@ -172,7 +202,7 @@ def cps_figure(image: np.ndarray, result: Any, gt_mask: np.ndarray | None = None
 
 def cps_explorer(s_a: np.ndarray, image_score: float, object_name: str, embedding: Any, models: Any, cfg: Any,
                  image: np.ndarray, gt_mask: np.ndarray | None = None, caption: str = ""):
-    """An ``ipywidgets.interactive`` over the number of CPS stages (1-3), the fusion mode and ``tau``
+    """An explorer (:func:`live_figure`) over the number of CPS stages (1-3), the fusion mode and ``tau``
     (absolute; it starts at the value ``cfg`` resolves to on ``s_a``).
 
     Each change re-runs only what depends on these settings, through
@@ -184,8 +214,6 @@ def cps_explorer(s_a: np.ndarray, image_score: float, object_name: str, embeddin
     (``explorer.result``). Headless (nbmake, CI) it builds and renders once without a frontend.
     """
     import ipywidgets as w
-    import matplotlib.pyplot as plt
-    from IPython.display import display
 
     from .config import FUSIONS
     from .pipeline import finish_from_maps
@@ -206,30 +234,27 @@ def cps_explorer(s_a: np.ndarray, image_score: float, object_name: str, embeddin
                          f"{s_a.shape}: embed the same image whose map you pass.")
     tau0 = float(np.clip(threshold(s_a, cfg), 0.0, 1.0))
 
-    def show(stages: int, fusion: str, tau: float) -> Any:
+    def show(stages: int, fusion: str, tau: float) -> tuple[Any, str, Any]:
         c = cfg.replace(stages=stages, fusion=fusion, tau_mode="absolute", tau=tau)
         with EncoderCounter(models.sam) as encoder:
             result = finish_from_maps(s_a, image_score, object_name, embedding, models, c)
         fig = cps_figure(image, result, gt_mask, fusion=fusion, title=caption or None)
-        display(fig)
-        plt.close(fig)
         decoder_passes = sum(len(k.stages) for k in result.cascades)
-        print(f"tau = {tau:.2f}: {len(result.cascades)} prompt set(s), {decoder_passes} decoder pass(es), "
+        text = (f"tau = {tau:.2f}: {len(result.cascades)} prompt set(s), {decoder_passes} decoder pass(es), "
               f"{encoder.images} SAM image-encoder pass(es) in this update (the embedding is reused); "
               f"final mask {int(result.final_mask.sum())} px"
               + ("; stopped: " + "; ".join(k.stopped for k in result.cascades if k.stopped)
                  if any(k.stopped for k in result.cascades) else ""))
-        return result
+        return fig, text, result
 
     style = {"description_width": "initial"}
-    return w.interactive(
-        show,
+    return live_figure(show, dict(
         stages=w.IntSlider(value=int(cfg.stages), min=1, max=3, description="CPS stages", style=style,
                            continuous_update=False),
         fusion=w.Dropdown(options=list(FUSIONS), value=cfg.fusion, description="fusion", style=style),
         tau=w.FloatSlider(value=tau0, min=0.0, max=1.0, step=0.01, description="tau (absolute)",
                           style=style, continuous_update=False),
-    )
+    ))
 
 
 __all__ += ["cps_figure", "cps_explorer"]
