@@ -113,7 +113,7 @@ class Adapter(nn.Module):
     def forward(self, tokens: Sequence[torch.Tensor]) -> list[torch.Tensor]:
         if len(tokens) != len(self.fcs):
             raise AdapterMismatchError(f"The adapter has {len(self.fcs)} layers {self.layers}, got {len(tokens)} token sets.")
-        return [fc(t) for fc, t in zip(self.fcs, tokens, strict=True)]
+        return [fc(t.to(fc.weight.dtype)) for fc, t in zip(self.fcs, tokens, strict=True)]
 
     def check_compatible(self, models: Models, cfg: Config | None = None, strict_image_size: bool = True) -> None:
         """Raise :class:`AdapterMismatchError` naming every difference between this adapter and ``models``/``cfg``."""

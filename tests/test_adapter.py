@@ -4,10 +4,12 @@ The planted signal (issue 3, DESIGN.md): random backbones know nothing of damage
 generator's ``signature`` defects share one hue that no normal surface has. An adapter trained for a
 few seconds on two synthetic categories must then localise the defects of the two categories it never
 saw. We train on the two textures (weave, grain: the wider range of surface colours) and test on the
-two objects (disc, tablet). Measured with the tiny backbone (seed 0) and 5 epochs: pixel AUROC 0.971
-(epochs 3..8 give 0.95..0.99). Other train/test splits of the four categories reach only 0.41..0.96
-with a random backbone (a linear head cannot know how unseen surface colours should score), which is
-why the split is fixed here; see the report of issue 3.
+two objects (disc, tablet). Measured (generator version 1, tiny backbone seed 0, 5 epochs, 2.3 s of
+training on 2 idle cores): pixel AUROC 0.969. The margin depends on the choice: the same split with
+other random backbones (load_models seed 1..4) gives 0.974, 0.978, 0.915, 0.851, and the other five
+2-vs-2 splits give 0.43..0.94 (a linear head on a random backbone cannot know how the unseen surface
+colours of the held-out categories should score), which is why the split is fixed here; see the
+report of issue 3.
 """
 
 from __future__ import annotations
@@ -85,7 +87,7 @@ def test_dice_loss_known_values():
 def test_training_history_and_metadata(trained, tiny_models):
     adapter, hist = trained
     assert len(hist.loss) == tiny_models.cfg.adapter_epochs == 5
-    assert hist.loss[-1] < 0.6 * hist.loss[0]  # measured 6.14 -> 2.49
+    assert hist.loss[-1] < 0.6 * hist.loss[0]  # measured 6.13 -> 2.28
     assert hist.n_images == 35 and hist.n_anomalous == 27 and hist.categories == ["grain", "weave"]
     assert hist.tokens_cached
     assert sum(line.startswith("epoch ") for line in hist.lines) == 5 and "loss" in hist.lines[-1]
@@ -131,11 +133,11 @@ def test_planted_signal_pixel_auroc_on_unseen_categories(held_out, held_out_maps
 def test_flip_gives_flipped_map(trained, tiny_models, held_out, held_out_maps):
     """Tolerance: a random ViT's learned position embeddings break flip equivariance (exact equivariance
     without them is tested in test_clip_maps), so per-pixel equality cannot hold (measured max |diff|
-    0.26-0.55). What must hold, on the first image of each defect type of each held-out category:
-    S(flip x) flipped back correlates with S(x) at r >= 0.6 (measured 0.70-0.97, mean 0.87), far above
-    the correlation without flipping back, the mean |difference| stays <= 0.08 (measured <= 0.05), and
-    for compact defects (hole, stain, missing piece) the maximum of both maps lies on the defect (mask
-    dilated by one patch, 9 px at 256 px)."""
+    0.27-0.45). What must hold, on the first image of each defect type of each held-out category:
+    S(flip x) flipped back correlates with S(x) at r >= 0.6 (measured 0.77-0.97, mean 0.89), far above
+    the correlation without flipping back (mean 0.62), the mean |difference| stays <= 0.08 (measured
+    <= 0.044), and for compact defects (hole, stain, missing piece) the maximum of both maps lies on the
+    defect (mask dilated by one patch, 9 px at 256 px)."""
     idx = [i for i, it in enumerate(held_out) if it.label == 1 and it.path.endswith("000.png")]
     assert len(idx) == 12  # 6 defect types x 2 objects, one image each
     flips = [np.ascontiguousarray(held_out[i].image[:, ::-1]) for i in idx]
