@@ -92,17 +92,19 @@ def finish_from_maps(s_a: np.ndarray, image_score: float, object_name: str, embe
     from . import ppg
     from .sam_features import EncoderCounter, predictor_for
 
-    tau, prompt = needs_sam(s_a, cfg)
-    if prompt and embedding is None:
-        raise ValueError("finish_from_maps: M_apa is not empty, so PPG/CPS need the image's SAM embedding.")
-    r = Result(object_name=object_name, size=tuple(s_a.shape[:2]), s_a=s_a, image_score=float(image_score),
-               ppg=None, tau_value=tau, timings_ms=dict(timings_ms or {}))
     with EncoderCounter(models.sam) as later:  # PPG and CPS must not run the encoder again
         t = time.perf_counter()
-        predictor = None
-        if prompt:
-            r.ppg = ppg.generate_prompts(s_a, cfg, embedding)
-            predictor = predictor_for(models.sam, embedding) if r.ppg.prompt_sets else None
+        if embedding is None:  # only an image without prompts may come without its embedding
+            tau, prompt = needs_sam(s_a, cfg)
+            if prompt:
+                raise ValueError("finish_from_maps: M_apa is not empty, so PPG/CPS need the image's SAM embedding.")
+            prompts = None
+        else:  # PPG thresholds and labels the components itself: no separate needs_sam pass
+            prompts = ppg.generate_prompts(s_a, cfg, embedding)
+            tau, prompt = prompts.tau_value, not prompts.is_normal
+        r = Result(object_name=object_name, size=tuple(s_a.shape[:2]), s_a=s_a, image_score=float(image_score),
+                   ppg=prompts if prompt else None, tau_value=float(tau), timings_ms=dict(timings_ms or {}))
+        predictor = predictor_for(models.sam, embedding) if prompt else None
         r.timings_ms["ppg"] = 1000 * (time.perf_counter() - t)
         t = time.perf_counter()
         if predictor is not None:
