@@ -76,6 +76,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 def _cmd_segment(args: argparse.Namespace) -> int:
     from .clip_maps import object_name_for
     from .data import read_image
+    from .demo import choose_adapter
     from .models import load_models
     from .pipeline import segment, write_outputs
 
@@ -85,14 +86,9 @@ def _cmd_segment(args: argparse.Namespace) -> int:
     cfg = models.cfg
     if args.stages:
         cfg = cfg.replace(stages=args.stages)
-    adapter = None
-    if args.adapter:
-        from .adapter import load_adapter
-
-        adapter = load_adapter(args.adapter, models, cfg)
-    else:
-        cfg = cfg.replace(head="training_free")
+    if not args.adapter:
         print("No --adapter given: using the training-free CLIP head (train one with `train-adapter`).")
+    adapter, cfg = choose_adapter(models, cfg, args.adapter, log=print)
     result = segment(image, object_name_for(args.object), models, cfg, adapter=adapter)
     out = Path(args.out)
     written = write_outputs(result, image, cfg, out, profile=models.profile)

@@ -20,7 +20,8 @@ import numpy as np
 
 from .config import Config
 
-__all__ = ["AUX_CATEGORIES", "HELD_OUT_CATEGORIES", "synthetic_adapter", "choose_demo_profile", "run_demo",
+__all__ = ["AUX_CATEGORIES", "HELD_OUT_CATEGORIES", "synthetic_adapter", "choose_adapter", "choose_demo_profile",
+           "run_demo",
            "score_results"]
 
 AUX_CATEGORIES: tuple[str, ...] = ("weave", "grain")
@@ -67,6 +68,28 @@ def synthetic_adapter(models: Any, cfg: Config | None = None, epochs: int | None
     save_adapter(adapter, tmp)
     tmp.replace(path)
     return adapter
+
+
+def choose_adapter(models: Any, cfg: Config, adapter: Any | None = None, synthetic: bool = False,
+                   log: Callable[[str], None] | None = print) -> tuple[Any | None, Config]:
+    """The CLIP head every command uses: ``(adapter or None, cfg with head set to match)`` [ours].
+
+    An ``Adapter`` object is checked against the backbone; a path is loaded (and checked); with
+    neither, the tiny profile on synthetic data (``synthetic=True``) and ``cfg.head == "adapter"``
+    gets :func:`synthetic_adapter`; everything else falls back to the training-free head.
+    """
+    import os
+
+    if adapter is not None and not isinstance(adapter, (str, os.PathLike)):
+        adapter.check_compatible(models, cfg)
+        return adapter, cfg.replace(head="adapter")
+    if adapter is not None:
+        from .adapter import load_adapter
+
+        return load_adapter(adapter, models, cfg), cfg.replace(head="adapter")
+    if cfg.head == "adapter" and models.profile == "tiny" and synthetic:
+        return synthetic_adapter(models, cfg, log=log), cfg
+    return None, cfg.replace(head="training_free")
 
 
 def choose_demo_profile(profile: str | None) -> str:
@@ -116,15 +139,13 @@ def run_demo(profile: str | None, out: Path, log: Callable[[str], None] = print)
     name = choose_demo_profile(profile)
     models = load_models(name)
     log(models.banner())
-    cfg = models.cfg
     if name == "tiny":
         log(f"[demo] training the adapter on the synthetic auxiliary categories {list(AUX_CATEGORIES)} "
             f"(cached after the first run)")
-        adapter = synthetic_adapter(models, cfg, log=log)
     else:
         log("[demo] real weights: using the training-free head (train an adapter on MVTec-AD or VisA with "
             "`python -m clipsam_lite train-adapter` for the APRIL-GAN head)")
-        cfg, adapter = cfg.replace(head="training_free"), None
+    adapter, cfg = choose_adapter(models, models.cfg, synthetic=True, log=log)
     root = sample_root(signature=name == "tiny")
     ds = load_dataset("mvtec", root, category=list(HELD_OUT_CATEGORIES), split="test")
     items = [ds[i] for i in range(len(ds))]

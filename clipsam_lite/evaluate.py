@@ -291,29 +291,24 @@ def prepare(dataset: str, root: str | os.PathLike[str], *, profile: str | None =
 
     notes: list[str] = []
     info: dict[str, Any]
-    adapter_obj = None
+    from .demo import AUX_CATEGORIES, choose_adapter
+
+    synthetic = models.profile == "tiny" and synthetic_meta(root) is not None
+    if adapter is None and synthetic and base.head == "adapter":
+        say(f"[setup] tiny profile on a synthetic dataset without --adapter: using the adapter trained on the "
+            f"synthetic sample's auxiliary categories {list(AUX_CATEGORIES)} (demo.synthetic_adapter; trained once, "
+            "then read from the cache).")
+    asked_training_free = base.head == "training_free"
+    adapter_obj, base = choose_adapter(models, base, adapter, synthetic=synthetic, log=log)
     if adapter is not None and not isinstance(adapter, (str, os.PathLike)):
-        adapter.check_compatible(models, base)
-        adapter_obj, base = adapter, base.replace(head="adapter")
         info = {"source": "object", "sha256": _weights_digest(adapter),
                 "training_data": adapter.meta.get("training_data"),
                 "note": "an adapter object passed to evaluate(); sha256 of its weights"}
     elif adapter is not None:
-        from .adapter import load_adapter
-
         path = Path(adapter).expanduser()
-        adapter_obj, base = load_adapter(path, models, base), base.replace(head="adapter")
         info = {"source": "file", "path": str(path.resolve()), "sha256": _file_digest(path),
                 "training_data": adapter_obj.meta.get("training_data"), "note": f"adapter file {path.name}"}
-    elif base.head == "training_free":
-        info = {"source": "none", "sha256": None, "note": "training-free head (cfg.head='training_free')"}
-    elif models.profile == "tiny" and synthetic_meta(root) is not None:
-        from .demo import AUX_CATEGORIES, synthetic_adapter
-
-        say(f"[setup] tiny profile on a synthetic dataset without --adapter: using the adapter trained on the "
-            f"synthetic sample's auxiliary categories {list(AUX_CATEGORIES)} (demo.synthetic_adapter; trained once, "
-            "then read from the cache).")
-        adapter_obj = synthetic_adapter(models, base, log=log)
+    elif adapter_obj is not None:
         info = {"source": "synthetic", "sha256": _weights_digest(adapter_obj),
                 "training_data": adapter_obj.meta.get("training_data"),
                 "note": f"tiny profile: adapter trained on the synthetic sample's auxiliary categories "
@@ -321,8 +316,9 @@ def prepare(dataset: str, root: str | os.PathLike[str], *, profile: str | None =
         seen = sorted(set(ds.categories) & set(AUX_CATEGORIES))
         if seen:
             notes.append(f"categories {seen} are the synthetic adapter's training categories: not zero-shot")
+    elif asked_training_free:
+        info = {"source": "none", "sha256": None, "note": "training-free head (cfg.head='training_free')"}
     else:
-        base = base.replace(head="training_free")
         info = {"source": "none", "sha256": None,
                 "note": "no --adapter: training-free CLIP head (train one with `train-adapter` for the APRIL-GAN head)"}
         say("[setup] no --adapter: using the training-free CLIP head (cfg.head='training_free').")

@@ -215,21 +215,13 @@ def figure_adapter(models: Any, cfg: Any, adapter: str | Path | Any | None = Non
     :func:`clipsam_lite.demo.synthetic_adapter` (cached after its first training); otherwise None
     (the figures then show the training-free head only).
     """
-    if adapter is not None and not isinstance(adapter, (str, Path)):
-        adapter.check_compatible(models, cfg)
-        return adapter
-    if adapter is not None:
-        from .adapter import load_adapter
+    from .demo import AUX_CATEGORIES, choose_adapter
 
-        return load_adapter(adapter, models, cfg)
-    if models.profile == "tiny" and synthetic:
-        from .demo import AUX_CATEGORIES, synthetic_adapter
-
-        if log:
-            log(f"[figures] adapter: trained on the synthetic sample's auxiliary categories {list(AUX_CATEGORIES)} "
-                "(cached after the first run)")
-        return synthetic_adapter(models, cfg, log=log)
-    return None
+    if adapter is None and models.profile == "tiny" and synthetic and log:
+        log(f"[figures] adapter: trained on the synthetic sample's auxiliary categories {list(AUX_CATEGORIES)} "
+            "(cached after the first run)")
+    # the figures show the adapter head beside the training-free one, whatever cfg.head says
+    return choose_adapter(models, cfg.replace(head="adapter"), adapter, synthetic=synthetic, log=log)[0]
 
 
 # --------------------------------------------------------------------------------------------------
