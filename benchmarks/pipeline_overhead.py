@@ -37,9 +37,9 @@ def main() -> None:
     from clipsam_lite.adapter import Adapter
     from clipsam_lite.clip_maps import clip_mean_std, preprocess_images
     from clipsam_lite.config import get_config
-    from clipsam_lite.data import render_item
     from clipsam_lite.models import load_models
     from clipsam_lite.pipeline import segment
+    from clipsam_lite.synthetic import render_item
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--arch", choices=("tiny", "base", "paper"), default="tiny")

@@ -17,7 +17,7 @@ from .config import PROFILES, get_config, resolve_profile
 
 
 def _cmd_synth(args: argparse.Namespace) -> int:
-    from .data import make_synthetic
+    from .synthetic import make_synthetic
 
     root = make_synthetic(Path(args.out), seed=args.seed, signature=args.signature,
                           image_size=args.image_size)
@@ -75,8 +75,8 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
 def _cmd_segment(args: argparse.Namespace) -> int:
     from .clip_maps import object_name_for
-    from .data import read_image
     from .demo import choose_adapter
+    from .images import read_image
     from .models import load_models
     from .pipeline import segment, write_outputs
 

@@ -295,7 +295,7 @@ def train_adapter(models: Models, datasets_or_items: Any, cfg: Config | None = N
                   cache_tokens: bool | None = None, max_cache_bytes: int = 2 << 30) -> tuple[Adapter, TrainingHistory]:
     """Train an :class:`Adapter` on an auxiliary dataset's masks, the backbone frozen (APRIL-GAN) [ours].
 
-    ``datasets_or_items``: a ``data.Dataset`` (lazy sequence of Items), a list of them, or a list of
+    ``datasets_or_items``: a ``datasets.Dataset`` (lazy sequence of Items), a list of them, or a list of
     Items (``image``, ``mask``, ``category``); each item's prompt uses its category as the object name.
     Adam (lr ``cfg.adapter_lr``, betas (0.5, 0.999) as APRIL-GAN), batch ``cfg.adapter_batch_size``,
     ``epochs`` (default ``cfg.adapter_epochs``); seeded by ``cfg.seed`` (init and shuffling).
@@ -427,7 +427,7 @@ def train_adapter_command(dataset: str, root: str, categories: list[str] | None,
     trains on the other dataset's test set); for ``folder`` datasets only images whose label is known
     (a mask, or a normal image) are used and ``categories`` may name one object. Returns the written path.
     """
-    from .data import load_dataset
+    from .datasets import load_dataset
     from .models import load_models
 
     say = log or (lambda _s: None)

@@ -148,17 +148,17 @@ def clear_text_cache(models: Models | None = None) -> None:
 # --------------------------------------------------------------------------------------------------
 
 def check_image(image: Any, index: int | None = None) -> np.ndarray:
-    """Validate an image: an ``H x W x 3`` ``uint8`` RGB numpy array (what ``data.read_image`` returns)."""
+    """Validate an image: an ``H x W x 3`` ``uint8`` RGB numpy array (what ``images.read_image`` returns)."""
     where = "image" if index is None else f"image {index}"
     if not isinstance(image, np.ndarray):
         raise TypeError(f"{where} must be a numpy array (H x W x 3, uint8 RGB), got {type(image).__name__}. "
-                        "Read files with clipsam_lite.data.read_image.")
+                        "Read files with clipsam_lite.images.read_image.")
     if image.dtype != np.uint8:
         raise ValueError(f"{where} has dtype {image.dtype}; expected uint8 RGB in 0..255. Convert with "
-                         "(np.clip(x, 0, 1) * 255).astype(np.uint8) for floats in [0, 1], or use data.read_image.")
+                         "(np.clip(x, 0, 1) * 255).astype(np.uint8) for floats in [0, 1], or use images.read_image.")
     if image.ndim != 3 or image.shape[2] != 3:
         raise ValueError(f"{where} has shape {image.shape}; expected H x W x 3 (RGB). Grayscale or RGBA images "
-                         "must be converted to RGB first (data.read_image does this).")
+                         "must be converted to RGB first (images.read_image does this).")
     if image.shape[0] < 1 or image.shape[1] < 1:
         raise ValueError(f"{where} is empty (shape {image.shape}).")
     return image

@@ -42,8 +42,9 @@ def synthetic_adapter(models: Any, cfg: Config | None = None, epochs: int | None
     sample's folder name (which encodes the generator version), so a changed input retrains.
     """
     from .adapter import backbone_fingerprint, load_adapter, save_adapter, train_adapter
-    from .data import load_dataset, sample_root
+    from .datasets import load_dataset
     from .paths import cache_dir
+    from .synthetic import sample_root
 
     cfg = cfg or models.cfg
     signature = cfg.profile == "tiny"
@@ -130,10 +131,11 @@ def _table(rows: dict[str, dict[str, float]]) -> str:
 def run_demo(profile: str | None, out: Path, log: Callable[[str], None] = print) -> dict[str, Any]:
     """The README's main job: the method on the held-out synthetic categories, figures and a metrics table."""
     from .clip_maps import object_name_for
-    from .data import load_dataset, sample_root
+    from .datasets import load_dataset
     from .metrics import AUPRO_DEFINITION
     from .models import load_models
     from .pipeline import segment_batch
+    from .synthetic import sample_root
     from .viz import result_figure, save_figure, tiny_caption
 
     name = choose_demo_profile(profile)

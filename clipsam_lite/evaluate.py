@@ -7,7 +7,7 @@ Protocol (stated in every table this module writes)
       (:data:`clipsam_lite.metrics.AUPRO_DEFINITION`); image level: AUROC, AP, F1-max, from
       ``Result.image_score`` (CLIP's global score, optionally mixed with the map's max).
     * Maps and masks are compared at ``resolution x resolution`` (``Config.resolution``; 518 for the
-      real profiles): :func:`clipsam_lite.data.resize_center_crop` resizes the short side to
+      real profiles): :func:`clipsam_lite.images.resize_center_crop` resizes the short side to
       ``resolution`` (bilinear for maps, area + ``>= 0.5`` for masks) and crops the centre square.
       Masks are binarised when read: MVTec-AD at half of the maximum ("0.5"), VisA and folders with
       ``!= 0``.
@@ -58,11 +58,11 @@ import numpy as np
 
 from . import __version__
 from .config import FUSIONS, NEGATIVE_STRATEGIES, Config
-from .data import synthetic_meta
+from .synthetic import synthetic_meta
 
 if TYPE_CHECKING:  # pragma: no cover
     from .adapter import Adapter
-    from .data import Dataset, Record
+    from .datasets import Dataset, Record
     from .models import Models
     from .sam_features import SamEmbedding
 
@@ -243,7 +243,7 @@ def prepare(dataset: str, root: str | os.PathLike[str], *, profile: str | None =
     * otherwise: the training-free head (``cfg.head = "training_free"``).
     """
     from .config import get_config, resolve_profile
-    from .data import load_dataset
+    from .datasets import load_dataset
 
     say = log or (lambda _s: None)
     for name, value in (("resolution", resolution), ("batch_size", batch_size)):
@@ -366,7 +366,7 @@ def entry_key(identity: dict[str, Any], record: Record, batch_paths: Sequence[st
 
 def eval_map(score_map: np.ndarray, resolution: int) -> np.ndarray:
     """A score map at the evaluation resolution: short side to ``resolution`` (bilinear), centre crop; float32."""
-    from .data import resize_center_crop
+    from .images import resize_center_crop
 
     return resize_center_crop(np.asarray(score_map, dtype=np.float32), resolution).astype(np.float32, copy=False)
 
@@ -377,7 +377,7 @@ def eval_mask(record: Record, mask_rule: str, resolution: int) -> np.ndarray:
     The mask is binarised when read (``read_mask``: MVTec half of the maximum, VisA ``!= 0``), then
     resized with area interpolation and ``>= 0.5`` and centre-cropped (``resize_center_crop``).
     """
-    from .data import read_mask, resize_center_crop
+    from .images import read_mask, resize_center_crop
 
     if record.mask_path is None:
         return np.zeros((resolution, resolution), dtype=bool)

@@ -38,8 +38,8 @@ import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.figure import Figure
 
-from .data import is_synthetic_root
 from .evaluate import METRIC_KEYS, PIXEL_KEYS
+from .synthetic import is_synthetic_root
 from .viz import (
     BOX_COLOR,
     GT_COLOR,
@@ -166,7 +166,7 @@ def select_items(dataset: Any, per_category: int = 1, seed: int = 0) -> list[Any
     type (seeded) until ``per_category`` are chosen, then more from the same types. Images without a
     ground truth (label -1, plain folders) are used only where a category has no anomalous image.
     The result is interleaved over categories (``cat0, cat1, ..., cat0, cat1, ...``) so the first few
-    items cover different categories. Returns :class:`clipsam_lite.data.Item` objects.
+    items cover different categories. Returns :class:`clipsam_lite.datasets.Item` objects.
     """
     if per_category < 1:
         raise ValueError(f"per_category must be >= 1, got {per_category}.")
@@ -198,8 +198,9 @@ def sample_items(profile: str, per_category: int = 2, seed: int = 0) -> list[Any
     The tiny profile reads the ``signature`` sample (the one signal random backbones can carry), the
     real profiles the natural-colour sample.
     """
-    from .data import load_dataset, sample_root
+    from .datasets import load_dataset
     from .demo import HELD_OUT_CATEGORIES
+    from .synthetic import sample_root
 
     root = sample_root(signature=profile == "tiny")
     ds = load_dataset("mvtec", root, category=list(HELD_OUT_CATEGORIES), split="test")
@@ -296,7 +297,7 @@ def mask_iou(pred: np.ndarray, gt: np.ndarray) -> float:
 
 
 def compute_cases(items: Sequence[Any], models: Any, cfg: Any, adapter: Any | None = None) -> list[Case]:
-    """Run everything the figures show on ``items`` (``data.Item``-like: image, mask, label, category...).
+    """Run everything the figures show on ``items`` (``datasets.Item``-like: image, mask, label, category...).
 
     CLIP runs once per head (training-free, and adapter when given), SAM's encoder once per image;
     ours is :func:`clipsam_lite.pipeline.finish_from_maps` on the adapter map (or the training-free
@@ -905,7 +906,7 @@ def make_figures(out: str | Path, profile: str | None = None, dataset: str | Non
         return written
 
     from .config import get_config, resolve_profile
-    from .data import load_dataset
+    from .datasets import load_dataset
 
     ds = None
     if dataset is not None:

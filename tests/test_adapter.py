@@ -24,7 +24,8 @@ from sklearn.metrics import roc_auc_score
 
 from clipsam_lite import adapter as ad
 from clipsam_lite import clip_maps as cm
-from clipsam_lite.data import SIGNATURE_RGB, load_dataset, make_synthetic, render_item
+from clipsam_lite.datasets import load_dataset
+from clipsam_lite.synthetic import SIGNATURE_RGB, make_synthetic, render_item
 
 TRAIN_CATS = ["weave", "grain"]
 HELD_OUT = ["disc", "tablet"]

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from clipsam_lite.data import render_item
+from clipsam_lite.synthetic import render_item
 
 
 def run(*args: str, cwd: Path | None = None, timeout: int = 600) -> subprocess.CompletedProcess:

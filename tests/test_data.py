@@ -1,4 +1,4 @@
-"""Tests of clipsam_lite.data: image I/O, evaluation resizing, the synthetic generator and the loaders.
+"""Tests of clipsam_lite.images, .datasets and .synthetic: image I/O, evaluation resizing, the synthetic generator and the loaders.
 
 Known answers throughout: exact pixel values after mode conversion, masks read back equal to the
 masks the generator drew, defect pixels equal to the pixels that differ from the clean render.
@@ -16,25 +16,27 @@ import pytest
 from PIL import Image, ImageFile
 from scipy import ndimage
 
-from clipsam_lite import data as D
-from clipsam_lite.data import (
-    CATEGORIES,
-    DEFECT_TYPES,
-    SIGNATURE_RGB,
+from clipsam_lite import images as I
+from clipsam_lite.datasets import (
+    Dataset,
     DatasetLayoutError,
-    ImageReadError,
     MissingMaskError,
     UnknownCategoryError,
     list_categories,
     load_dataset,
+)
+from clipsam_lite.images import ImageReadError, read_image, read_mask, resize_center_crop
+from clipsam_lite.paths import cache_dir
+from clipsam_lite.synthetic import (
+    CATEGORIES,
+    DEFECT_TYPES,
+    SIGNATURE_RGB,
     make_synthetic,
-    read_image,
-    read_mask,
     render_item,
-    resize_center_crop,
     sample_root,
     signature_pixels,
 )
+from clipsam_lite.synthetic import writer as synthetic_writer
 
 SMALL = dict(image_size=64, n_train=1, n_test_good=1, n_test_per_defect=1)
 
@@ -98,7 +100,7 @@ def test_read_image_grayscale_alpha_palette_cmyk(tmp_path):
 
 def test_read_image_premultiplied_alpha_is_unpremultiplied():
     im = Image.new("RGBa", (1, 1), (100, 50, 20, 128))
-    out = D._pil_to_rgb(im)
+    out = I._pil_to_rgb(im)
     assert out.dtype == np.uint8 and out.shape == (1, 1, 3)
     np.testing.assert_allclose(out[0, 0], [199, 100, 40], atol=1)  # 100 * 255 / 128 = 199.2
 
@@ -380,7 +382,7 @@ def test_make_synthetic_argument_errors_and_safe_overwrite(tmp_path):
 
 def test_sample_root_generates_once_into_the_cache(tmp_path, monkeypatch):
     monkeypatch.setenv("CLIPSAM_CACHE", str(tmp_path / "cache"))
-    assert D.cache_dir() == tmp_path / "cache"
+    assert cache_dir() == tmp_path / "cache"
     root = sample_root(signature=True)
     assert root.parent == tmp_path / "cache" and "signature" in root.name
     meta = json.loads((root / "meta.json").read_text())
@@ -401,7 +403,7 @@ def test_sample_root_uses_the_winner_of_a_race(tmp_path, monkeypatch):
         (final / "meta.json").write_text('{"synthetic": true, "winner": "other"}')
         (out / "meta.json").write_text('{"synthetic": true, "winner": "us"}')
 
-    monkeypatch.setattr(D, "_write_synthetic", other_process_wins)
+    monkeypatch.setattr(synthetic_writer, "_write_synthetic", other_process_wins)
     root = sample_root(signature=False)
     assert json.loads((root / "meta.json").read_text())["winner"] == "other"
     assert [p.name for p in tmp_path.iterdir()] == [root.name]  # our temporary copy is gone
@@ -441,7 +443,7 @@ def test_mvtec_split_category_selection_and_slicing(synth):
     assert two.categories == ["weave", "disc"]
     assert [r.category for r in two.records][0] == "weave"
     head = two[:3]
-    assert isinstance(head, D.Dataset) and len(head) == 3 and head.categories == ["weave"]
+    assert isinstance(head, Dataset) and len(head) == 3 and head.categories == ["weave"]
     assert two[-1].path == two.records[-1].path
     assert "mvtec" in repr(two)
     with pytest.raises(UnknownCategoryError, match=r"bottle.*available.*disc"):

@@ -23,9 +23,11 @@ from sklearn.metrics import average_precision_score, precision_recall_curve, roc
 
 from clipsam_lite import evaluate as ev
 from clipsam_lite.config import Config
-from clipsam_lite.data import Record, load_dataset, make_synthetic, read_mask, resize_center_crop
+from clipsam_lite.datasets import Record, load_dataset
+from clipsam_lite.images import read_mask, resize_center_crop
 from clipsam_lite.metrics import AUPRO_DEFINITION, aupro
 from clipsam_lite.sam_features import EncoderCounter
+from clipsam_lite.synthetic import make_synthetic
 
 RESOLUTION = 48
 BATCH = 2

@@ -13,7 +13,7 @@ import pytest
 from PIL import Image
 
 from clipsam_lite import figures as F
-from clipsam_lite.data import render_item
+from clipsam_lite.synthetic import render_item
 from clipsam_lite.viz import tiny_caption
 
 TINY = tiny_caption("tiny")
@@ -87,7 +87,8 @@ def test_cases_hold_both_heads_ours_and_the_naive_baseline(setup, cases):
 
 
 def test_select_items_is_seeded_distinct_types_and_interleaved():
-    from clipsam_lite.data import load_dataset, sample_root
+    from clipsam_lite.datasets import load_dataset
+    from clipsam_lite.synthetic import sample_root
 
     ds = load_dataset("mvtec", sample_root(signature=True), category=["tablet", "grain"], split="test")
     a = F.select_items(ds, per_category=2, seed=0)

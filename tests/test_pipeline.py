@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from clipsam_lite import pipeline
-from clipsam_lite.data import render_item
+from clipsam_lite.synthetic import render_item
 
 
 @pytest.fixture(scope="module")

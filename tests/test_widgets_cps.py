@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from clipsam_lite.data import render_item
 from clipsam_lite.pipeline import finish_from_maps
 from clipsam_lite.sam_features import EncoderCounter, embed_image
+from clipsam_lite.synthetic import render_item
 from clipsam_lite.widgets import cps_explorer, cps_figure
 
 

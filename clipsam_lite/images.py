@@ -1,0 +1,230 @@
+"""Reading any image or mask into RGB uint8 / bool, and the evaluation-protocol resize. [ours]
+
+Taught in notebook 00 (section "Robust input"); no METHOD.md step of its own: the paper says nothing
+about how images are read. The rules we follow:
+
+* :func:`read_image` always returns ``H x W x 3`` ``uint8`` RGB, whatever the file stores
+  (grayscale, alpha, palette, CMYK, 16-bit, float), and refuses truncated or corrupt files with an
+  :class:`ImageReadError` that names the path instead of returning half-decoded pixels.
+* :func:`read_mask` always returns ``H x W`` ``bool``. MVTec-AD masks (0/255) are binarised at half
+  the maximum (``rule="half"``), VisA masks (0/1 or class ids) with ``!= 0`` (``rule="nonzero"``).
+* :func:`resize_center_crop` is the evaluation protocol's resize (METHOD.md, "Evaluation protocol").
+"""
+
+from __future__ import annotations
+
+import errno
+import io
+import os
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+# ------------------------------------------------------------------------------------------------
+# Image I/O
+# ------------------------------------------------------------------------------------------------
+
+IMAGE_EXTENSIONS: tuple[str, ...] = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
+"""File suffixes (lower case) treated as images by the loaders."""
+MASK_RULES: tuple[str, ...] = ("half", "nonzero")
+
+_FIX = "the file is corrupt, truncated or not an image: re-download it, or re-export it (e.g. as PNG)"
+_PNG_IEND = b"\x00\x00\x00\x00IEND\xaeB`\x82"
+_SIXTEEN_BIT_MODES = ("I;16", "I;16L", "I;16B", "I;16N", "I")
+
+
+class ImageReadError(OSError):
+    """An image file exists but cannot be decoded: corrupt, truncated, or not an image at all."""
+
+
+def _open_image(path: str | os.PathLike[str]) -> Image.Image:
+    """Open and fully decode an image file, or raise an error that names the path. [ours]
+
+    The whole file is read into memory and decoded at once (``Image.load``), so a truncated file
+    fails here rather than later. PIL tolerates a few truncations silently (a PNG missing its final
+    chunks, a JPEG cut after its last complete block); those are caught by checking for the PNG
+    ``IEND`` chunk and the JPEG end-of-image marker. ``ImageFile.LOAD_TRUNCATED_IMAGES`` is never set.
+    """
+    p = Path(path)
+    if not p.exists():
+        raise FileNotFoundError(errno.ENOENT, "Image file not found (check the path or the dataset root)", str(p))
+    if p.is_dir():
+        raise ImageReadError(f"Cannot read image {p}: it is a directory, not an image file.")
+    try:
+        data = p.read_bytes()
+    except OSError as e:
+        raise ImageReadError(f"Cannot read image {p}: {e}.") from e
+    if not data:
+        raise ImageReadError(f"Cannot read image {p}: the file is empty; {_FIX}.")
+    try:
+        im = Image.open(io.BytesIO(data))
+        im.load()
+    except Exception as e:  # PIL raises OSError, SyntaxError, ValueError, EOFError, struct.error...
+        raise ImageReadError(f"Cannot read image {p} ({type(e).__name__}: {e}); {_FIX}.") from e
+    fmt = (im.format or "").upper()
+    if fmt == "PNG" and data.rfind(_PNG_IEND) < 0:
+        raise ImageReadError(f"Cannot read image {p}: the PNG has no IEND chunk (truncated); {_FIX}.")
+    if fmt in ("JPEG", "MPO"):
+        sos = data.rfind(b"\xff\xda")  # last start-of-scan; 0xFFDA cannot occur inside scan data
+        if sos < 0 or data.find(b"\xff\xd9", sos) < 0:
+            raise ImageReadError(f"Cannot read image {p}: the JPEG has no end-of-image marker (truncated); {_FIX}.")
+    return im
+
+
+def _sixteen_bit_to_uint8(values: np.ndarray) -> np.ndarray:
+    """16-bit values (0..65535) to 8 bit by ``round(v / 257)``: 65535 -> 255, 32896 -> 128. [ours]
+
+    ``I`` (32-bit integer) images are read as 16-bit data: values are clipped to 0..65535 first.
+    """
+    v = np.clip(values.astype(np.float64), 0.0, 65535.0)
+    return np.floor(v / 257.0 + 0.5).astype(np.uint8)
+
+
+def _float_to_uint8(values: np.ndarray) -> np.ndarray:
+    """Float images to 8 bit. [ours]
+
+    If every finite value lies in [0, 1] the image is taken as unit range (``round(255 v)``);
+    otherwise as 0..255 data (``round(v)``, clipped). NaN and infinities become 0.
+    """
+    v = np.nan_to_num(values.astype(np.float64), nan=0.0, posinf=0.0, neginf=0.0)
+    if v.size and v.min() >= 0.0 and v.max() <= 1.0:
+        v = v * 255.0
+    return np.floor(np.clip(v, 0.0, 255.0) + 0.5).astype(np.uint8)
+
+
+def _pil_to_rgb(im: Image.Image) -> np.ndarray:
+    mode = im.mode
+    if mode == "RGB":
+        return np.array(im, dtype=np.uint8)
+    if mode in _SIXTEEN_BIT_MODES:
+        gray = _sixteen_bit_to_uint8(np.asarray(im))
+    elif mode == "F":
+        gray = _float_to_uint8(np.asarray(im))
+    elif mode in ("P", "PA", "RGBa", "La"):
+        # palette: look colours up (transparency is dropped); premultiplied alpha: un-premultiply first
+        return np.array(im.convert("RGBA").convert("RGB"), dtype=np.uint8)
+    else:  # L, LA, 1, RGBA, RGBX, CMYK, YCbCr, LAB, HSV: PIL's own conversion (alpha dropped)
+        return np.array(im.convert("RGB"), dtype=np.uint8)
+    return np.repeat(gray[:, :, None], 3, axis=2)
+
+
+def read_image(path: str | os.PathLike[str]) -> np.ndarray:
+    """Read an image file as ``H x W x 3`` ``uint8`` RGB. [ours]
+
+    Conversions: grayscale (``L``, ``1``) is repeated on three channels; alpha (``LA``, ``RGBA``,
+    ``RGBa``, transparent palettes) is dropped; palettes are looked up; CMYK uses PIL's conversion;
+    16-bit data (``I;16``, ``I;16B``, ``I``, 16-bit grayscale PNG) is scaled by ``round(v / 257)``;
+    float (``F``) by :func:`_float_to_uint8`. 16-bit RGB PNGs are reduced to 8 bit by PIL itself.
+    EXIF orientation is not applied: pixels are returned as stored.
+
+    Raises:
+        FileNotFoundError: the file does not exist (the message names it).
+        ImageReadError: the file is empty, corrupt, truncated or not an image (names the path).
+    """
+    im = _open_image(path)
+    try:
+        return _pil_to_rgb(im)
+    except Exception as e:
+        raise ImageReadError(f"Cannot convert image {path} (mode {im.mode}) to RGB ({e}); {_FIX}.") from e
+
+
+def _mask_values(im: Image.Image) -> tuple[np.ndarray, float]:
+    """A 2-D array of mask strengths and the value that means "fully on" for this mode."""
+    mode = im.mode
+    if mode == "1":
+        return np.asarray(im, dtype=np.uint8), 1.0
+    if mode == "L":
+        return np.asarray(im), 255.0
+    if mode in _SIXTEEN_BIT_MODES:
+        return np.clip(np.asarray(im).astype(np.int64), 0, 65535), 65535.0
+    if mode == "F":
+        v = np.nan_to_num(np.asarray(im, dtype=np.float64), nan=0.0, posinf=0.0, neginf=0.0)
+        return v, (1.0 if v.size == 0 or v.max() <= 1.0 else 255.0)
+    if mode in ("LA", "La", "RGBA", "RGBa", "P", "PA") or "transparency" in im.info:
+        # composite over black: brightest channel times alpha (integers, exact)
+        rgba = np.asarray(im.convert("RGBA")).astype(np.int64)
+        return rgba[..., :3].max(axis=2) * rgba[..., 3], 255.0 * 255.0
+    return np.asarray(im.convert("RGB")).max(axis=2), 255.0
+
+
+def read_mask(path: str | os.PathLike[str], rule: str = "half") -> np.ndarray:
+    """Read a ground-truth mask as ``H x W`` ``bool``. [ours; the field's conventions]
+
+    Every mode is first reduced to one strength per pixel: grayscale and 16-bit values as stored;
+    colour masks by their brightest channel; masks with alpha (``LA``, ``RGBA``, transparent
+    palettes) composited over black, i.e. brightest channel times alpha.
+
+    Args:
+        path: the mask file.
+        rule: ``"half"``: strength >= half of the mode's maximum (255 for 8 bit, 65535 for 16 bit,
+            1 for ``1`` and for float masks within [0, 1]); MVTec-AD's 0/255 masks, "binarised at 0.5".
+            ``"nonzero"``: strength != 0; VisA, whose masks store 0/1 or class ids.
+    """
+    if rule not in MASK_RULES:
+        raise ValueError(f"Unknown mask rule {rule!r}; choose one of {list(MASK_RULES)}.")
+    im = _open_image(path)
+    try:
+        values, full = _mask_values(im)
+    except Exception as e:
+        raise ImageReadError(f"Cannot convert mask {path} (mode {im.mode}) ({e}); {_FIX}.") from e
+    if rule == "half":
+        return np.asarray(values >= full / 2.0, dtype=bool)
+    return np.asarray(values != 0, dtype=bool)
+
+
+def write_png(array: np.ndarray, path: Path) -> None:
+    """Write uint8 ``H x W`` (L) or ``H x W x 3`` (RGB) as PNG with fixed options and no metadata."""
+    Image.fromarray(np.ascontiguousarray(array)).save(path, format="PNG", compress_level=1)
+
+
+# ------------------------------------------------------------------------------------------------
+# Evaluation-protocol resizing
+# ------------------------------------------------------------------------------------------------
+
+
+def _resize_plane(plane: np.ndarray, size_wh: tuple[int, int], resample: Image.Resampling) -> np.ndarray:
+    if plane.dtype == np.uint8:
+        return np.asarray(Image.fromarray(plane).resize(size_wh, resample))
+    out = Image.fromarray(np.ascontiguousarray(plane, dtype=np.float32)).resize(size_wh, resample)
+    return np.asarray(out, dtype=np.float32)
+
+
+def resize_center_crop(array: np.ndarray, size: int, is_mask: bool = False) -> np.ndarray:
+    """Resize the short side to ``size``, then crop the central ``size x size`` square. [field convention]
+
+    This is how maps and masks are compared at 518 x 518 (METHOD.md, "Evaluation protocol").
+
+    * Images and maps (``uint8`` or float, ``H x W`` or ``H x W x C``): bilinear (PIL, which
+      antialiases when shrinking). ``uint8`` stays ``uint8``; anything else comes back ``float32``.
+    * Masks (``is_mask=True``): area interpolation (PIL ``BOX``) of the 0/1 mask, then ``>= 0.5``;
+      the result is ``bool``. Non-bool masks are binarised with ``!= 0`` first.
+
+    When the short side is already ``size`` nothing is interpolated, only cropped.
+    """
+    size = int(size)
+    if size < 1:
+        raise ValueError(f"resize_center_crop: size must be a positive integer, got {size}.")
+    a = np.asarray(array)
+    if a.ndim not in (2, 3) or a.shape[0] == 0 or a.shape[1] == 0:
+        raise ValueError(f"resize_center_crop expects an H x W or H x W x C array, got shape {a.shape}.")
+    h, w = a.shape[:2]
+    scale = size / min(h, w)
+    new_h, new_w = (size, max(size, round(w * scale))) if h <= w else (max(size, round(h * scale)), size)
+    if is_mask:
+        src = (a != 0) if a.dtype != bool else a
+        if (new_h, new_w) != (h, w):
+            planes = [src] if src.ndim == 2 else [src[..., c] for c in range(src.shape[2])]
+            res = [_resize_plane(pl.astype(np.float32), (new_w, new_h), Image.Resampling.BOX) >= 0.5
+                   for pl in planes]
+            src = res[0] if src.ndim == 2 else np.stack(res, axis=2)
+        out = src
+    else:
+        src = a if a.dtype == np.uint8 else a.astype(np.float32)
+        if (new_h, new_w) != (h, w):
+            planes = [src] if src.ndim == 2 else [src[..., c] for c in range(src.shape[2])]
+            res = [_resize_plane(pl, (new_w, new_h), Image.Resampling.BILINEAR) for pl in planes]
+            src = res[0] if src.ndim == 2 else np.stack(res, axis=2)
+        out = src
+    top, left = (new_h - size) // 2, (new_w - size) // 2
+    return np.ascontiguousarray(out[top:top + size, left:left + size])
