@@ -9,6 +9,9 @@ about how images are read. The rules we follow:
 * :func:`read_mask` always returns ``H x W`` ``bool``. MVTec-AD masks (0/255) are binarised at half
   the maximum (``rule="half"``), VisA masks (0/1 or class ids) with ``!= 0`` (``rule="nonzero"``).
 * :func:`resize_center_crop` is the evaluation protocol's resize (METHOD.md, "Evaluation protocol").
+* Only regular files of at most 512 MiB (``$CLIPSAM_MAX_IMAGE_BYTES``) are read, and only images of
+  at most :func:`max_image_pixels` pixels (``$CLIPSAM_MAX_IMAGE_PIXELS``) are decoded; a FIFO, a
+  device or a decompression bomb is refused with the limit and how to raise it.
 """
 
 from __future__ import annotations
@@ -16,6 +19,8 @@ from __future__ import annotations
 import errno
 import io
 import os
+import re
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -38,28 +43,75 @@ class ImageReadError(OSError):
     """An image file exists but cannot be decoded: corrupt, truncated, or not an image at all."""
 
 
+MAX_IMAGE_PIXELS_ENV = "CLIPSAM_MAX_IMAGE_PIXELS"
+MAX_IMAGE_BYTES_ENV = "CLIPSAM_MAX_IMAGE_BYTES"
+
+
+def max_image_pixels() -> int:
+    """The largest image (width x height) decoded: ``$CLIPSAM_MAX_IMAGE_PIXELS``, else Pillow's
+    ``Image.MAX_IMAGE_PIXELS`` (89,478,485 by default, about 9459 x 9459). [ours]
+
+    Larger files are refused from their header, before any pixel is decoded: a few hundred bytes
+    of PNG can claim 12000 x 12000 pixels (a "decompression bomb")."""
+    from .safe_io import limit_from_env
+
+    default = Image.MAX_IMAGE_PIXELS or 89_478_485
+    return limit_from_env(MAX_IMAGE_PIXELS_ENV, int(default))
+
+
+def _too_many_pixels(p: Path, width: int, height: int, limit: int) -> ImageReadError:
+    return ImageReadError(
+        f"Cannot read image {p}: it is {width} x {height} = {width * height:,} pixels, above the limit of "
+        f"{limit:,} pixels (a guard against decompression bombs). Downscale it (e.g. to at most 4096 px a side) "
+        f"or, if the file is genuine and the memory suffices, raise the limit: {MAX_IMAGE_PIXELS_ENV}="
+        f"{width * height}.")
+
+
 def _open_image(path: str | os.PathLike[str]) -> Image.Image:
     """Open and fully decode an image file, or raise an error that names the path. [ours]
 
+    Only a regular file of at most :data:`safe_io.MAX_IMAGE_BYTES` is read (no FIFO, no device), and
+    only an image of at most :func:`max_image_pixels` pixels is decoded (checked from its header).
     The whole file is read into memory and decoded at once (``Image.load``), so a truncated file
     fails here rather than later. PIL tolerates a few truncations silently (a PNG missing its final
     chunks, a JPEG cut after its last complete block); those are caught by checking for the PNG
     ``IEND`` chunk and the JPEG end-of-image marker. ``ImageFile.LOAD_TRUNCATED_IMAGES`` is never set.
     """
+    from .safe_io import MAX_IMAGE_BYTES, UnsafeInputError, limit_from_env, read_regular_file
+
     p = Path(path)
     if not p.exists():
         raise FileNotFoundError(errno.ENOENT, "Image file not found (check the path or the dataset root)", str(p))
     if p.is_dir():
         raise ImageReadError(f"Cannot read image {p}: it is a directory, not an image file.")
     try:
-        data = p.read_bytes()
+        data = read_regular_file(p, "image", limit_from_env(MAX_IMAGE_BYTES_ENV, MAX_IMAGE_BYTES),
+                                 MAX_IMAGE_BYTES_ENV)
+    except UnsafeInputError as e:
+        raise ImageReadError(str(e)) from None
     except OSError as e:
         raise ImageReadError(f"Cannot read image {p}: {e}.") from e
     if not data:
         raise ImageReadError(f"Cannot read image {p}: the file is empty; {_FIX}.")
+    limit = max_image_pixels()
+    if Image.MAX_IMAGE_PIXELS is not None and limit > Image.MAX_IMAGE_PIXELS:
+        Image.MAX_IMAGE_PIXELS = limit  # the user raised our limit: Pillow's own check must follow it
     try:
-        im = Image.open(io.BytesIO(data))
-        im.load()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # our own limit applies below
+            im = Image.open(io.BytesIO(data))
+            width, height = im.size
+            if width * height > limit:
+                raise _too_many_pixels(p, width, height, limit)
+            im.load()
+    except ImageReadError:
+        raise
+    except Image.DecompressionBombError as e:  # Pillow's own check inside Image.open (above 2 x its limit)
+        found = re.search(r"\((\d+) pixels\)", str(e))
+        size = f"{int(found.group(1)):,} pixels" if found else "too many pixels"
+        raise ImageReadError(f"Cannot read image {p}: it has {size}, above the limit of {limit:,} pixels (a guard "
+                             f"against decompression bombs). Downscale it (e.g. to at most 4096 px a side) or, if "
+                             f"the file is genuine, raise the limit with {MAX_IMAGE_PIXELS_ENV}=<pixels>.") from None
     except Exception as e:  # PIL raises OSError, SyntaxError, ValueError, EOFError, struct.error...
         raise ImageReadError(f"Cannot read image {p} ({type(e).__name__}: {e}); {_FIX}.") from e
     fmt = (im.format or "").upper()
