@@ -12,8 +12,13 @@ offline use). ``CLIPSAM_PROFILE`` picks the profile when none is given.
 from __future__ import annotations
 
 import dataclasses
+import json
+import math
+import numbers
 import os
+import re
 from dataclasses import dataclass, fields
+from pathlib import Path
 from typing import Any
 
 PROFILES: tuple[str, ...] = ("paper", "base", "tiny")
@@ -125,29 +130,9 @@ class Config:
     seed: int = 0
 
     def __post_init__(self) -> None:
-        self.clip_layers = tuple(int(i) for i in self.clip_layers)
-        _check_choice("profile", self.profile, PROFILES)
-        _check_choice("head", self.head, HEADS)
-        _check_choice("tau_mode", self.tau_mode, TAU_MODES)
-        _check_choice("negative_strategy", self.negative_strategy, NEGATIVE_STRATEGIES)
-        _check_choice("fusion", self.fusion, FUSIONS)
-        _check_choice("image_score_mode", self.image_score_mode, IMAGE_SCORE_MODES)
-        if self.stages not in (1, 2, 3):
-            raise ValueError(f"Config.stages must be 1, 2 or 3, got {self.stages!r}.")
-        if not self.clip_layers or min(self.clip_layers) < 1:
-            raise ValueError(f"Config.clip_layers are 1-based block indices, got {self.clip_layers!r}.")
-        if self.tau_mode == "percentile" and not 0.0 <= self.tau <= 100.0:
-            raise ValueError(f"Config.tau is a percentile in [0, 100] when tau_mode='percentile', got {self.tau}.")
-        if not 0.0 <= self.alpha <= 1.0:
-            raise ValueError(f"Config.alpha must lie in [0, 1], got {self.alpha}.")
-        for name in ("k_pos", "k_neg", "ring_radius", "box_margin", "k_secondary_pos", "k_secondary_neg",
-                     "gate_dilation", "secondary_ring", "min_component_area"):
-            if getattr(self, name) < 0:
-                raise ValueError(f"Config.{name} must be >= 0, got {getattr(self, name)}.")
-        if self.k_pos < 1:
-            raise ValueError("Config.k_pos must be at least 1: PPG needs one positive point per region.")
-        if self.d_min < 0 or self.smoothing_sigma < 0:
-            raise ValueError("Config.d_min and Config.smoothing_sigma must be >= 0.")
+        if isinstance(self.clip_layers, (list, tuple)):  # lists come from JSON; numpy integers become int
+            self.clip_layers = tuple(int(i) if _is_int(i) else i for i in self.clip_layers)
+        _validate(self)
 
     def replace(self, **changes: Any) -> Config:
         """A copy with some fields changed (validated like a new Config)."""
@@ -169,6 +154,135 @@ class Config:
 def _check_choice(name: str, value: Any, choices: tuple[str, ...]) -> None:
     if value not in choices:
         raise ValueError(f"Config.{name}={value!r} is not one of {list(choices)}.")
+
+
+# --------------------------------------------------------------------------------------------------
+# Validation: one rule per field, checked at construction, before any model loads [ours]
+# --------------------------------------------------------------------------------------------------
+
+_CHOICES: dict[str, tuple[str, ...]] = {
+    "profile": PROFILES, "head": HEADS, "tau_mode": TAU_MODES, "negative_strategy": NEGATIVE_STRATEGIES,
+    "fusion": FUSIONS, "image_score_mode": IMAGE_SCORE_MODES,
+}
+_STRINGS = ("clip_model", "sam_model")
+_OPTIONAL_STRINGS = ("clip_pretrained",)
+_BOOLS = ("vv_attention", "per_component", "secondary_points", "multimask_stage1")
+
+_INT_RANGES: dict[str, tuple[int, int]] = {
+    # inclusive [low, high]; the upper bounds keep memory and time finite (a 4096 px map is 64 MB) [ours]
+    "clip_image_size": (32, 1024), "vv_last_layers": (1, 64), "adapter_epochs": (0, 100_000),
+    "adapter_batch_size": (1, 4096), "k_pos": (1, 256), "k_neg": (0, 256), "ring_radius": (0, 4096),
+    "min_component_area": (0, 10 ** 9), "stages": (1, 3), "box_margin": (0, 4096), "k_secondary_pos": (0, 256),
+    "k_secondary_neg": (0, 256), "secondary_ring": (0, 4096), "gate_dilation": (0, 4096),
+    "resolution": (16, 4096), "batch_size": (1, 1024), "seed": (0, 2 ** 32 - 1),
+}
+_OPTIONAL_INT_RANGES: dict[str, tuple[int, int]] = {"working_size": (16, 4096)}
+
+_FLOAT_RANGES: dict[str, tuple[float, float, bool]] = {
+    # [low, high], and whether ``low`` itself is allowed; NaN and infinities are always refused
+    "logit_scale": (0.0, 1000.0, False), "smoothing_sigma": (0.0, 256.0, True), "image_score_mix": (0.0, 1.0, True),
+    "adapter_lr": (0.0, 10.0, False), "focal_gamma": (0.0, 100.0, True), "dice_weight": (0.0, 1000.0, True),
+    "d_min": (0.0, 1e6, False), "alpha": (0.0, 1.0, True),
+}
+_TAU_RANGES: dict[str, tuple[float, float, str]] = {
+    "absolute": (0.0, 1.0, "a threshold on S_a, which lies in [0, 1]"),
+    "percentile": (0.0, 100.0, "a percentile of S_a"),
+    "otsu": (0.0, 100.0, "unused by Otsu's threshold, but kept finite"),
+}
+VALIDATED_FIELDS: frozenset[str] = frozenset(
+    [*_CHOICES, *_STRINGS, *_OPTIONAL_STRINGS, *_BOOLS, *_INT_RANGES, *_OPTIONAL_INT_RANGES, *_FLOAT_RANGES,
+     "tau", "clip_layers"])
+"""Every field :func:`_validate` checks; a test asserts this is every field of :class:`Config`."""
+
+
+def _is_int(v: Any) -> bool:
+    return isinstance(v, numbers.Integral) and not isinstance(v, bool)
+
+
+def _is_real(v: Any) -> bool:
+    return isinstance(v, numbers.Real) and not isinstance(v, bool)
+
+
+def _check_int_range(name: str, v: Any, low: int, high: int) -> None:
+    if not _is_int(v):
+        raise ValueError(f"Config.{name} must be an integer, got {v!r} ({type(v).__name__}).")
+    if not low <= v <= high:
+        raise ValueError(f"Config.{name}={v} is out of range: it must lie in [{low}, {high}].")
+
+
+def _check_float_range(name: str, v: Any, low: float, high: float, low_ok: bool, why: str = "") -> None:
+    if not _is_real(v):
+        raise ValueError(f"Config.{name} must be a number, got {v!r} ({type(v).__name__}).")
+    if not math.isfinite(v):
+        raise ValueError(f"Config.{name}={v} is not a finite number; give a value in "
+                         f"{'[' if low_ok else '('}{low:g}, {high:g}].")
+    if not ((low <= v) if low_ok else (low < v)) or v > high:
+        interval = f"{'[' if low_ok else '('}{low:g}, {high:g}]"
+        raise ValueError(f"Config.{name}={v} is out of range: it must lie in {interval}{f' ({why})' if why else ''}.")
+
+
+def _model_geometry(clip_model: str) -> tuple[int | None, int | None]:
+    """(patch size, number of blocks) of an open_clip architecture, when known from its name or asset."""
+    asset = Path(__file__).resolve().parent / "assets" / "model_configs" / f"{clip_model}.json"
+    if asset.is_file():
+        try:
+            vision = json.loads(asset.read_text(encoding="utf-8"))["vision_cfg"]
+            return int(vision["patch_size"]), int(vision["layers"])
+        except (OSError, ValueError, KeyError, TypeError):
+            return None, None
+    m = re.match(r"ViT-([A-Za-z]+)-(\d+)", clip_model)
+    if not m:
+        return None, None
+    return int(m.group(2)), {"B": 12, "L": 24, "H": 32, "g": 40, "bigG": 48}.get(m.group(1))
+
+
+def _validate(cfg: Config) -> None:
+    """Check every field against its rule (type, range, finiteness, consistency); raise ``ValueError`` naming it."""
+    for name, choices in _CHOICES.items():
+        _check_choice(name, getattr(cfg, name), choices)
+    for name in _STRINGS:
+        if not isinstance(getattr(cfg, name), str) or not getattr(cfg, name).strip():
+            raise ValueError(f"Config.{name} must be a non-empty string, got {getattr(cfg, name)!r}.")
+    for name in _OPTIONAL_STRINGS:
+        if getattr(cfg, name) is not None and not isinstance(getattr(cfg, name), str):
+            raise ValueError(f"Config.{name} must be a string or None, got {getattr(cfg, name)!r}.")
+    for name in _BOOLS:
+        if not isinstance(getattr(cfg, name), (bool, _np_bool_types())):
+            raise ValueError(f"Config.{name} must be True or False, got {getattr(cfg, name)!r}.")
+    for name, (low, high) in _INT_RANGES.items():
+        _check_int_range(name, getattr(cfg, name), low, high)
+    for name, (low, high) in _OPTIONAL_INT_RANGES.items():
+        if getattr(cfg, name) is not None:
+            _check_int_range(name, getattr(cfg, name), low, high)
+    for name, (lo, hi, lo_ok) in _FLOAT_RANGES.items():
+        _check_float_range(name, getattr(cfg, name), lo, hi, lo_ok)
+    lo, hi, why = _TAU_RANGES[cfg.tau_mode]
+    _check_float_range("tau", cfg.tau, lo, hi, True, f"tau_mode={cfg.tau_mode!r}: {why}")
+
+    layers = cfg.clip_layers
+    if not isinstance(layers, tuple) or not layers or not all(_is_int(i) for i in layers):
+        raise ValueError(f"Config.clip_layers must be a non-empty tuple of 1-based block indices, got {layers!r}.")
+    if min(layers) < 1:
+        raise ValueError(f"Config.clip_layers are 1-based block indices, got {layers!r}.")
+    if len(set(layers)) != len(layers):
+        raise ValueError(f"Config.clip_layers has a repeated block: {layers!r}; list each block once.")
+    patch, depth = _model_geometry(cfg.clip_model)
+    if depth is not None and max(layers) > depth:
+        raise ValueError(f"Config.clip_layers={layers!r} asks for block {max(layers)}, but {cfg.clip_model} has "
+                         f"{depth} blocks (1-based indices 1..{depth}).")
+    if patch is not None and cfg.clip_image_size % patch:
+        below = cfg.clip_image_size // patch * patch
+        raise ValueError(f"Config.clip_image_size={cfg.clip_image_size} is not a multiple of {cfg.clip_model}'s patch "
+                         f"size {patch}; use e.g. {max(below, patch)} or {below + patch}.")
+
+
+def _np_bool_types() -> tuple[type, ...]:
+    """numpy's bool type (``np.bool_``) when numpy is importable: a ``--set`` or a notebook may pass one."""
+    try:
+        import numpy as np
+    except ImportError:  # pragma: no cover - numpy is a dependency
+        return ()
+    return (np.bool_,)
 
 
 _PRESETS: dict[str, dict[str, Any]] = {

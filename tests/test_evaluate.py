@@ -188,10 +188,10 @@ def _value_changed(cfg: Config, name: str):
     if name == "clip_layers":
         return (1, 2)
     if v is None:
-        return 7 if name == "working_size" else "openai"
+        return 96 if name == "working_size" else "openai"  # Config refuses working sizes below 16
     if isinstance(v, float):
-        return v / 2 if name in ("alpha", "image_score_mix") else v + 1.0
-    return v + 1
+        return v / 2 if name in ("alpha", "image_score_mix", "tau") else v + 1.0  # tau stays in [0, 1]
+    return v // 2 if name == "clip_image_size" else v + 1  # a multiple of the patch size
 
 
 def test_cache_key_changes_with_every_config_field_and_input(reference, tiny_models, data_root, tmp_path):
