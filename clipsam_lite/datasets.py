@@ -8,6 +8,7 @@ dataset is built. [ours]
 from __future__ import annotations
 
 import csv
+import io
 import os
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -218,7 +219,7 @@ _VISA_COLUMNS = ("object", "split", "label", "image", "mask")
 def _visa_csv(root: Path) -> Path:
     _check_root(root, "VisA")
     path = root / "split_csv" / "1cls.csv"
-    if not path.is_file():
+    if not path.exists():  # anything else that is not a regular file is named by read_regular_file
         raise DatasetLayoutError(
             f"{root} is not a prepared VisA root: expected {path} (written by VisA's prepare_data.py with "
             f"the 1cls split; see data/README.md); found {_listing(root)}."
@@ -227,15 +228,40 @@ def _visa_csv(root: Path) -> Path:
 
 
 def _visa_rows(root: Path) -> list[dict[str, str]]:
+    from .safe_io import MAX_TEXT_BYTES, read_regular_file
+
     path = _visa_csv(root)
-    with open(path, newline="", encoding="utf-8-sig") as f:
-        reader = csv.DictReader(f)
+    data = read_regular_file(path, "VisA split csv", MAX_TEXT_BYTES)
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        raise DatasetLayoutError(f"{path} is not UTF-8 text (byte {e.start}: {data[e.start:e.start + 1]!r}); "
+                                 "re-create it with VisA's prepare_data.py, or re-save it as UTF-8.") from None
+    try:
+        reader = csv.DictReader(io.StringIO(text, newline=""))
         header = [h.strip() for h in (reader.fieldnames or [])]
         missing = [c for c in _VISA_COLUMNS if c not in header]
         if missing:
             raise DatasetLayoutError(f"{path} lacks column(s) {missing}: expected {list(_VISA_COLUMNS)}, "
                                      f"found {header}.")
-        return [{(k or "").strip(): (v or "").strip() for k, v in row.items()} for row in reader]
+        return [{(k or "").strip(): (v if isinstance(v, str) else "").strip() for k, v in row.items()}
+                for row in reader]
+    except csv.Error as e:
+        raise DatasetLayoutError(f"{path} is not a valid csv ({e}); re-create it with VisA's prepare_data.py.") from None
+
+
+def _visa_path(root: Path, value: str, column: str, csv_path: Path, line: int) -> Path:
+    """``root / value`` for a csv cell, refused unless it is relative and resolves inside ``root``. [ours]"""
+    from .safe_io import inside
+
+    rel = Path(value)
+    if rel.is_absolute() or value.startswith(("/", "\\")) or (len(value) > 1 and value[1] == ":"):
+        raise DatasetLayoutError(f"{csv_path} line {line}: the {column} path {value!r} is absolute; VisA's csv lists "
+                                 "paths relative to the dataset root. Fix or remove that row.")
+    if ".." in rel.parts or not inside(root / rel, root):
+        raise DatasetLayoutError(f"{csv_path} line {line}: the {column} path {value!r} leads outside the dataset root "
+                                 f"{root}; every listed file must lie inside it. Fix or remove that row.")
+    return root / rel
 
 
 def _visa_categories(root: Path) -> list[str]:
@@ -250,20 +276,28 @@ def _visa_records(root: Path, cats: list[str], split: str) -> list[Record]:
     records: list[Record] = []
     missing: list[str] = []
     wanted = set(cats)
+    seen: dict[str, int] = {}
     for line, row in enumerate(_visa_rows(root), start=2):
         if row["split"] != split or row["object"] not in wanted:
             continue
         if row["label"] not in ("normal", "anomaly"):
             raise DatasetLayoutError(f"{csv_path} line {line}: label {row['label']!r} is neither 'normal' "
                                      "nor 'anomaly'.")
-        img = root / row["image"]
+        if not row["image"]:
+            raise DatasetLayoutError(f"{csv_path} line {line}: the image column is empty.")
+        img = _visa_path(root, row["image"], "image", csv_path, line)
+        key = os.path.normpath(row["image"])
+        if key in seen:
+            raise DatasetLayoutError(f"{csv_path} line {line}: image {row['image']!r} is listed again (first on line "
+                                     f"{seen[key]}); each image must appear once. Remove the duplicate row.")
+        seen[key] = line
         if not img.is_file():
             missing.append(str(img))
             continue
         if row["label"] == "normal":
             records.append(Record(str(img), None, 0, row["object"], "good"))
             continue
-        mp = root / row["mask"] if row["mask"] else None
+        mp = _visa_path(root, row["mask"], "mask", csv_path, line) if row["mask"] else None
         if mp is None or not mp.is_file():
             expected = f"expected {mp}" if mp is not None else "the csv's mask column is empty"
             raise MissingMaskError(f"Anomalous VisA image {img} has no mask: {expected} ({csv_path} line {line}).")
@@ -284,12 +318,20 @@ def _folder_scan(root: Path) -> list[tuple[Path, Path | None]]:
     ``masks/<rel stem>.png``, ``masks/<rel stem>_mask.png`` and ``<rel stem>_mask.png`` next to the
     image (such sibling masks are not images themselves).
     """
+    from .safe_io import inside
+
     files = sorted(
         p for p in root.rglob("*")
-        if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS
+        if p.suffix.lower() in IMAGE_EXTENSIONS
         and not any(part.startswith(".") for part in p.relative_to(root).parts)
-        and p.relative_to(root).parts[0] != "masks"
+        and p.relative_to(root).parts[0] != "masks" and p.is_file()
     )
+    outside = [p for p in files if not inside(p, root)]
+    if outside:
+        raise DatasetLayoutError(
+            f"{len(outside)} image or mask file(s) under {root} are symbolic links to files outside it, e.g. "
+            f"{[f'{p} -> {os.path.realpath(p)}' for p in outside[:2]]}; a folder dataset is read only inside its "
+            "root. Copy those files in, or point --root at the folder that holds them.")
     stems = {(p.parent, p.stem) for p in files}
     siblings = {p for p in files if p.stem.endswith("_mask") and (p.parent, p.stem[:-5]) in stems}
     pairs = []
@@ -299,7 +341,11 @@ def _folder_scan(root: Path) -> list[tuple[Path, Path | None]]:
         rel = p.relative_to(root).with_suffix("")
         candidates = [root / "masks" / rel.parent / f"{rel.name}.png", root / "masks" / rel.parent / f"{rel.name}_mask.png",
                       p.parent / f"{p.stem}_mask.png"]
-        pairs.append((p, next((c for c in candidates if c.is_file()), None)))
+        mask = next((c for c in candidates if c.is_file()), None)
+        if mask is not None and not inside(mask, root):
+            raise DatasetLayoutError(f"The mask {mask} of {p} is a symbolic link to {os.path.realpath(mask)}, outside "
+                                     f"the dataset root {root}; copy the mask in instead.")
+        pairs.append((p, mask))
     return pairs
 
 
