@@ -31,7 +31,7 @@ from typing import Any
 import torch
 
 from .config import Config, get_config
-from .paths import cache_dir
+from .paths import cache_dir, writable_cache_dir
 
 __all__ = [
     "Models", "load_models", "load_clip", "load_sam", "build_sam", "SAM_ARCHS", "SAM_CHECKPOINTS",
@@ -197,6 +197,8 @@ def ensure_sam_checkpoint(arch: str, cache: Path | None = None, allow_download: 
     if not allow_download:
         raise _unavailable(f"SAM {arch}", meta["file"], meta["url"], target, "not in the cache and downloads are off.",
                            "--sam-checkpoint PATH / sam_checkpoint=")
+    if cache is None:
+        writable_cache_dir()  # a clear "the cache folder ..." error instead of a bare PermissionError
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = target.with_name(f".{target.name}.{os.getpid()}.part")
     try:
@@ -222,7 +224,7 @@ def ensure_sam_checkpoint(arch: str, cache: Path | None = None, allow_download: 
                 f"{meta['sha256']}; nothing was written to {target}. Try again (the transfer may have been "
                 f"cut), or download the file by hand and pass its path (--sam-checkpoint PATH).")
         os.replace(tmp, target)
-        _marker(target).write_text(meta["sha256"])
+        _marker(target).write_text(_stamp(target, meta["sha256"]), encoding="utf-8")
         return target
     finally:
         tmp.unlink(missing_ok=True)
@@ -232,36 +234,67 @@ def _marker(target: Path) -> Path:
     return target.with_name(target.name + ".sha256-ok")
 
 
+def _stamp(target: Path, expected: str) -> str:
+    """What the marker records: the hash, the file's size and its modification time in nanoseconds."""
+    st = target.stat()
+    return f"{expected} {st.st_size} {st.st_mtime_ns}"
+
+
 def _verify_cached(target: Path, expected: str) -> None:
+    """Re-hash the cached checkpoint unless the marker records this very file (hash, size and mtime). [ours]
+
+    A marker from another file (other size or mtime: replaced, truncated, touched) or without a
+    size and mtime (older clipsam-lite) is not trusted: the file is hashed again.
+    """
+    from .safe_io import check_regular_file
+
+    check_regular_file(target, "cached SAM checkpoint")
     marker = _marker(target)
-    stamp = f"{expected} {target.stat().st_size} {int(target.stat().st_mtime)}"
-    if marker.is_file() and marker.read_text().strip() in (expected, stamp):
+    try:
+        recorded = marker.read_text(encoding="utf-8").strip() if marker.is_file() else ""
+    except (OSError, UnicodeDecodeError):
+        recorded = ""
+    if recorded == _stamp(target, expected):
         return
     got = _sha256(target)
     if got != expected:
+        marker.unlink(missing_ok=True)
         raise ChecksumMismatchError(
             f"The cached SAM checkpoint {target} has SHA-256 {got}, not the official {expected}: it is "
             f"truncated or another file. Delete it and load again to re-download, or place the official "
             f"file there by hand.")
-    marker.write_text(stamp)
+    marker.write_text(_stamp(target, expected), encoding="utf-8")
 
 
-def _read_state_dict(path: Path, what: str) -> dict[str, torch.Tensor]:
-    if not path.is_file():
+def _read_state_dict(path: Path, what: str, cached: bool = False) -> dict[str, torch.Tensor]:
+    """A state dict of tensors from a checkpoint (``weights_only``: no pickled code ever runs).
+
+    ``cached`` says the file is one we downloaded into the cache (then re-downloading fixes it);
+    a user's own file gets advice about that file instead.
+    """
+    from .safe_io import UnsafeInputError, check_regular_file
+
+    if not path.exists():
         raise WeightsUnavailableError(
             f"{what} checkpoint {path} does not exist. Check the path, or leave it out to use the cache; "
             f"the 'tiny' profile needs no weights.")
     try:
+        size = check_regular_file(path, f"{what} checkpoint")
+    except UnsafeInputError as e:
+        raise CorruptCheckpointError(str(e)) from None
+    fix = ("delete it and load again to download it again" if cached else
+           f"check that it is an official {what} checkpoint (a .pth file) and that it was copied completely, "
+           "or leave --sam-checkpoint out to use the cache")
+    try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # torch raises many kinds here: zip, pickle, EOF, RuntimeError
         raise CorruptCheckpointError(
-            f"{what} checkpoint {path} ({path.stat().st_size} bytes) cannot be read: {type(e).__name__}: "
-            f"{str(e).splitlines()[0] if str(e) else ''}. It is truncated or not a PyTorch checkpoint: "
-            f"delete it and download it again.") from None
+            f"{what} checkpoint {path} ({size} bytes) cannot be read: {type(e).__name__}: "
+            f"{str(e).splitlines()[0] if str(e) else ''}. It is truncated or not a PyTorch checkpoint: {fix}.") from None
     if isinstance(obj, dict) and "state_dict" in obj and isinstance(obj["state_dict"], dict):
         obj = obj["state_dict"]
     if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
-        raise CorruptCheckpointError(f"{what} checkpoint {path} is not a state dict of tensors.")
+        raise CorruptCheckpointError(f"{what} checkpoint {path} is not a state dict of tensors: {fix}.")
     return obj
 
 
@@ -276,7 +309,7 @@ def load_sam(arch: str, checkpoint: str | Path | None = None, *, random_weights:
     if checkpoint is None and (random_weights or arch == "tiny"):
         return sam
     path = Path(checkpoint) if checkpoint is not None else ensure_sam_checkpoint(arch, cache, allow_download)
-    state = _read_state_dict(path, f"SAM {arch}")
+    state = _read_state_dict(path, f"SAM {arch}", cached=checkpoint is None)
     try:
         sam.load_state_dict(state, strict=True)
     except RuntimeError as e:
@@ -385,10 +418,16 @@ def load_clip(cfg: Config, checkpoint: str | Path | None = None, *, random_weigh
     pretrained: str | None = None
     if checkpoint is not None:
         path = Path(checkpoint)
-        if not path.is_file():
+        if not path.exists():
             raise WeightsUnavailableError(
                 f"CLIP checkpoint {path} does not exist. Check the path, or leave it out to use the Hugging "
                 f"Face cache; the 'tiny' profile needs no weights.")
+        from .safe_io import UnsafeInputError, check_regular_file
+
+        try:
+            check_regular_file(path, "CLIP checkpoint")
+        except UnsafeInputError as e:
+            raise CorruptCheckpointError(str(e)) from None
         pretrained = str(path)
     elif cfg.clip_pretrained and not random_weights:
         pretrained = _clip_weights_file(cfg.clip_model, cfg.clip_pretrained, allow_download)
@@ -399,10 +438,12 @@ def load_clip(cfg: Config, checkpoint: str | Path | None = None, *, random_weigh
     except Exception as e:
         if pretrained is None:
             raise
+        fix = ("check that it is an open_clip checkpoint of this model and that it was copied completely"
+               if checkpoint is not None else "if it is truncated, delete it and download it again")
         raise CorruptCheckpointError(
             f"CLIP checkpoint {pretrained} could not be loaded into {cfg.clip_model}: {type(e).__name__}: "
-            f"{str(e).splitlines()[0] if str(e) else ''}. If it is truncated, delete it and download it "
-            f"again; if it is another model's, pass the right file or change the profile.") from None
+            f"{str(e).splitlines()[0] if str(e) else ''}. {fix[0].upper() + fix[1:]}; if it is another model's, "
+            f"pass the right file or change the profile.") from None
     tokenizer = open_clip.get_tokenizer(cfg.clip_model)
     return model.eval(), tokenizer, preprocess
 
