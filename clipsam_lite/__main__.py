@@ -1,12 +1,15 @@
 """The command line: ``python -m clipsam_lite <command>`` (DESIGN.md, "Command line").
 
 Every command prints a clear one-paragraph error and exits with status 2 on bad input (a missing
-file, a wrong dataset root, no weights and no network...); ``--debug`` shows the traceback instead.
+file, a wrong dataset root, no weights and no network...); ``--debug`` (before or after the command)
+shows the traceback instead. What can be checked without models is checked before any work
+(:func:`precheck`): output paths, input files, ``--set`` values. [ours]
 """
 
 from __future__ import annotations
 
 import argparse
+import math
 import platform
 import sys
 from collections.abc import Callable
@@ -136,6 +139,30 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
 }
 
 
+def _int_at_least(low: int) -> Callable[[str], int]:
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+        if value < low:
+            raise argparse.ArgumentTypeError(f"{value} is below the minimum {low}")
+        return value
+
+    parse.__name__ = f"integer >= {low}"
+    return parse
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not math.isfinite(value) or value <= 0:
+        raise argparse.ArgumentTypeError(f"{text!r} must be a finite number above 0")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m clipsam_lite",
@@ -150,8 +177,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("synth", help="write a synthetic MVTec-layout dataset")
     p.add_argument("--out", required=True, help="folder to write (created)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--image-size", type=int, default=256)
+    p.add_argument("--seed", type=_int_at_least(0), default=0)
+    p.add_argument("--image-size", type=_int_at_least(64), default=256)
     p.add_argument("--signature", action="store_true",
                    help="draw every defect in one fixed hue (the planted signal for random backbones)")
 
@@ -170,7 +197,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--root", required=True, help="the dataset's root folder")
     p.add_argument("--categories", nargs="+", default=None, help="only these categories (default: all)")
     p.add_argument("--profile", choices=PROFILES, default=None)
-    p.add_argument("--epochs", type=int, default=None)
+    p.add_argument("--epochs", type=_int_at_least(1), default=None)
     p.add_argument("--out", required=True, help="the adapter file to write")
 
     for name, help_text in (
@@ -186,10 +213,10 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--categories", nargs="+", default=None, help="only these categories (default: all)")
         if name == "evaluate":
             p.add_argument("--stages", type=int, choices=(1, 2, 3), default=None, help="CPS stages (default 3)")
-        p.add_argument("--resolution", type=int, default=None,
+        p.add_argument("--resolution", type=_int_at_least(16), default=None,
                        help="maps and masks are compared at this size (default: the profile's, 518 for paper/base)")
-        p.add_argument("--batch-size", type=int, default=None, help="images per CLIP / SAM encoder forward")
-        p.add_argument("--max-images", type=int, default=None,
+        p.add_argument("--batch-size", type=_int_at_least(1), default=None, help="images per CLIP / SAM encoder forward")
+        p.add_argument("--max-images", type=_int_at_least(1), default=None,
                        help="at most this many images per category, spread evenly (a quick subset)")
         p.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
                        help="change a Config field, e.g. --set tau=0.6 --set head=training_free (repeatable)")
@@ -206,7 +233,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="images from this dataset (with --root); default: the embedded synthetic sample")
     p.add_argument("--root", default=None, help="the dataset's root folder (with --dataset)")
     p.add_argument("--categories", nargs="+", default=None, help="only these categories of --dataset")
-    p.add_argument("--per-category", type=int, default=None,
+    p.add_argument("--per-category", type=_int_at_least(1), default=None,
                    help="images per category (default: 2 on the synthetic sample, 1 on a dataset)")
     p.add_argument("--adapter", default=None,
                    help="an adapter file from train-adapter (else: tiny on synthetic data uses the synthetic "
@@ -214,18 +241,69 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--results", default=None,
                    help="a folder holding results.json and/or ablation.json (from evaluate / ablate): render the tables")
     p.add_argument("--tables-only", action="store_true", help="only the tables of --results (no models are loaded)")
-    p.add_argument("--seed", type=int, default=0, help="which images are shown (seeded choice); models are seeded too")
+    p.add_argument("--seed", type=_int_at_least(0), default=0, help="which images are shown (seeded choice); models are seeded too")
     p.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
                    help="change a Config field, e.g. --set stages=2 --set tau=0.6 (repeatable)")
     p.add_argument("--formats", nargs="+", choices=("png", "pdf"), default=["png", "pdf"])
-    p.add_argument("--dpi", type=float, default=None, help="PNG resolution (default: the packaged style's, 100)")
+    p.add_argument("--dpi", type=_positive_float, default=None, help="PNG resolution (default: the packaged style's, 100)")
     p.add_argument("--clip-checkpoint", default=None, help="a local open_clip checkpoint file (offline machines)")
     p.add_argument("--sam-checkpoint", default=None, help="a local SAM checkpoint file (offline machines)")
     p.add_argument("--out", default=None, help="output folder (default: the repository's figures/)")
 
     p = sub.add_parser("info", help="versions, device, profile, and where each weight file is cached")
     p.add_argument("--profile", choices=PROFILES, default=None)
+    for p in sub.choices.values():  # --debug also after the command; SUPPRESS keeps one given before it
+        p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
+                       help="show the full traceback on errors")
     return parser
+
+
+# What each command writes (``folder`` or ``file``) and reads, checked by :func:`precheck` before any work.
+_OUTPUTS: dict[str, tuple[str, str]] = {
+    "synth": ("out", "folder"), "demo": ("out", "folder"), "segment": ("out", "folder"),
+    "train-adapter": ("out", "file"), "evaluate": ("out", "folder"), "ablate": ("out", "folder"),
+    "figures": ("out", "folder"),
+}
+_INPUT_FILES: tuple[tuple[str, str], ...] = (
+    ("image", "image"), ("adapter", "adapter"), ("clip_checkpoint", "CLIP checkpoint"),
+    ("sam_checkpoint", "SAM checkpoint"),
+)
+
+
+def precheck(args: argparse.Namespace) -> None:
+    """Everything checkable without models, before any work: ``--out`` (a folder where a folder is
+    expected, a file where a file is, writable), input files (regular files), ``--set`` values
+    (every Config field's range; ``profile`` only through ``--profile``). [ours]"""
+    from .safe_io import check_output_dir, check_output_file, check_regular_file
+
+    attr, kind = _OUTPUTS.get(args.command, (None, None))
+    if attr and getattr(args, attr, None) is not None:
+        out = getattr(args, attr)
+        if kind == "file":
+            check_output_file(out, "--" + attr)
+        else:
+            check_output_dir(out, "--" + attr)
+    for attr, what in _INPUT_FILES:
+        value = getattr(args, attr, None)
+        if value is not None:
+            flag = attr if attr == "image" else "--" + attr.replace("_", "-")
+            if Path(value).is_dir():
+                raise IsADirectoryError(f"{flag} {value} is a folder, but a file ({what}) is expected; give the file's path.")
+            check_regular_file(value, what)
+    if getattr(args, "results", None) is not None and not Path(args.results).is_dir():
+        raise NotADirectoryError(f"--results {args.results} is not a folder; give the --out folder of evaluate "
+                                 "or ablate (it holds results.json / ablation.json).")
+    pairs = list(getattr(args, "set", None) or [])
+    if pairs:
+        for pair in pairs:
+            if str(pair).partition("=")[0].strip() == "profile":
+                raise ValueError(f"--set {pair!r}: the profile is chosen with --profile (or $CLIPSAM_PROFILE), "
+                                 "not --set, so that the models and the Config agree.")
+        from .config import get_config
+        from .evaluate import parse_overrides
+
+        cfg = get_config(getattr(args, "profile", None))
+        cfg.replace(**parse_overrides(pairs, cfg))  # a ValueError names the field and its range
 
 
 def _known_errors() -> tuple[type[BaseException], ...]:
@@ -238,18 +316,49 @@ def _known_errors() -> tuple[type[BaseException], ...]:
     return tuple(errors)
 
 
+def _message(e: BaseException) -> str:
+    """The one-paragraph message of a known error; an OSError on a path in the cache names the cache."""
+    from .paths import CACHE_ENV, cache_dir, is_in_cache
+
+    text = str(e)
+    if isinstance(e, OSError) and e.filename and e.strerror and not text.startswith("The cache folder"):
+        where = e.filename
+        text = f"{e.strerror}: {where}"
+        if is_in_cache(where):
+            text += (f" (this is clipsam-lite's cache folder {cache_dir()}; set {CACHE_ENV} to a folder you can "
+                     "write to, e.g. CLIPSAM_CACHE=/tmp/clipsam-cache)")
+        elif isinstance(e, FileNotFoundError) and "check" not in e.strerror:
+            text += " (check the path)"
+    return text
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    debug = bool(getattr(args, "debug", False))
     try:
+        precheck(args)
         return COMMANDS[args.command](args)
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
     except _known_errors() as e:
-        if args.debug:
+        if debug:
             raise
-        print(f"error: {e}", file=sys.stderr)
+        print(f"error: {_message(e)}", file=sys.stderr)
         return 2
+    except MemoryError:
+        if debug:
+            raise
+        print("error: out of memory. Use a smaller image (or downscale it), a smaller --batch-size or "
+              "--resolution, or a machine with more memory; --debug shows where it happened.", file=sys.stderr)
+        return 2
+    except Exception as e:  # a bug: still one line, and the way to the traceback
+        if debug:
+            raise
+        first = str(e).splitlines()[0] if str(e) else ""
+        print(f"error: unexpected {type(e).__name__}: {first}. This is a bug in clipsam-lite or an input it does "
+              "not handle: rerun with --debug for the traceback and report it.", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

@@ -25,3 +25,32 @@ def figures_dir() -> Path:
     """The repository's ``figures/`` in a checkout, else ``./figures`` (a pip-installed package, e.g. Colab)."""
     root = repo_root()
     return (root / "figures") if root else Path.cwd() / "figures"
+
+
+class CacheDirError(OSError):
+    """The cache folder cannot be used (it is a file, or not writable); the message says how to choose another."""
+
+
+def writable_cache_dir() -> Path:
+    """:func:`cache_dir`, created if needed, or :class:`CacheDirError` naming it and how to choose another. [ours]"""
+    path = cache_dir()
+    source = f"${CACHE_ENV}" if os.environ.get(CACHE_ENV) else f"the default (no ${CACHE_ENV} set)"
+    fix = f"set {CACHE_ENV} to a folder you can write to, e.g. {CACHE_ENV}=/tmp/clipsam-cache"
+    if path.exists() and not path.is_dir():
+        raise CacheDirError(f"The cache folder {path} (from {source}) is a file, not a folder; {fix}.")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise CacheDirError(f"The cache folder {path} (from {source}) cannot be created ({e.strerror or e}); "
+                            f"{fix}.") from None
+    if not os.access(path, os.W_OK | os.X_OK):
+        raise CacheDirError(f"The cache folder {path} (from {source}) is not writable; {fix}.")
+    return path
+
+
+def is_in_cache(path: str | os.PathLike[str]) -> bool:
+    """Whether ``path`` lies in the cache folder (for error messages that should name the cache)."""
+    try:
+        return Path(os.path.abspath(path)).is_relative_to(Path(os.path.abspath(cache_dir())))
+    except (OSError, ValueError):
+        return False
