@@ -43,7 +43,7 @@ def synthetic_adapter(models: Any, cfg: Config | None = None, epochs: int | None
     """
     from .adapter import backbone_fingerprint, load_adapter, save_adapter, train_adapter
     from .datasets import load_dataset
-    from .paths import cache_dir
+    from .paths import writable_cache_dir
     from .synthetic import sample_root
 
     cfg = cfg or models.cfg
@@ -55,7 +55,7 @@ def synthetic_adapter(models: Any, cfg: Config | None = None, epochs: int | None
                       "cfg": {k: v for k, v in cfg.to_dict().items() if k.startswith(("adapter_", "clip_", "focal",
                                                                                          "dice", "logit", "seed"))}},
                      sort_keys=True)
-    path = cache_dir() / "adapters" / f"synthetic-{cfg.profile}-{hashlib.sha256(key.encode()).hexdigest()[:12]}.pt"
+    path = writable_cache_dir() / "adapters" / f"synthetic-{cfg.profile}-{hashlib.sha256(key.encode()).hexdigest()[:12]}.pt"
     if path.is_file():
         try:
             return load_adapter(path, models, cfg)
@@ -64,10 +64,10 @@ def synthetic_adapter(models: Any, cfg: Config | None = None, epochs: int | None
     aux = load_dataset("mvtec", root, category=list(AUX_CATEGORIES), split="test")
     adapter, _ = train_adapter(models, aux, cfg, epochs=epochs, progress=progress, log=log,
                                description=f"synthetic sample {root.name}, auxiliary categories {list(AUX_CATEGORIES)}")
-    tmp = path.with_name(path.name + ".tmp")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    save_adapter(adapter, tmp)
-    tmp.replace(path)
+    from .safe_io import atomic_write
+
+    with atomic_write(path) as tmp:  # a full disk or Ctrl-C leaves no partial entry and no *.tmp
+        save_adapter(adapter, tmp)
     return adapter
 
 

@@ -194,7 +194,11 @@ def result_dict(result: Result, cfg: Config, profile: str) -> dict[str, Any]:
 
 
 def write_outputs(result: Result, image: np.ndarray, cfg: Config, out: Path | str, profile: str) -> list[Path]:
-    """``anomaly_map.npy``, ``final_map.npy``, ``stageN.png``, ``mask.png``, ``overlay.png``, ``result.json``."""
+    """``anomaly_map.npy``, ``final_map.npy``, ``stageN.png``, ``mask.png``, ``overlay.png``, ``result.json``.
+
+    ``stageN.png`` files of an earlier run into the same folder with more stages are removed, so the
+    folder never shows stages this result does not have. [ours]
+    """
     import json
 
     from PIL import Image
@@ -203,12 +207,16 @@ def write_outputs(result: Result, image: np.ndarray, cfg: Config, out: Path | st
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
+    n_stages = len(result.stage_masks())
+    for old in out.glob("stage*.png"):  # an earlier run with more stages: its figures would look like ours
+        if old.name[5:-4].isdigit() and int(old.name[5:-4]) > n_stages:
+            old.unlink()
     written = []
     for name, arr in (("anomaly_map.npy", result.s_a), ("final_map.npy", result.final_map)):
         np.save(out / name, np.asarray(arr, dtype=np.float32))
         written.append(out / name)
     caption = tiny_caption(profile)
-    for i in range(len(result.stage_masks())):
+    for i in range(n_stages):
         title = f"CPS stage {i + 1}" + (f" [{caption}]" if caption else "")
         written += save_figure(stage_figure(image, result, i + 1, title=title), out / f"stage{i + 1}.png")
     Image.fromarray(result.final_mask.astype(np.uint8) * 255).save(out / "mask.png")

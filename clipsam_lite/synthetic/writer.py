@@ -22,7 +22,7 @@ import numpy as np
 
 from ..datasets import UnknownCategoryError
 from ..images import write_png
-from ..paths import cache_dir
+from ..paths import writable_cache_dir
 from .defects import DEFECT_PAINTERS
 from .scenes import (
     CATEGORIES,
@@ -219,6 +219,37 @@ def is_synthetic_root(root: str | os.PathLike[str]) -> bool:
     return synthetic_meta(root) is not None
 
 
+def _expected_files(meta: dict[str, Any]) -> set[str] | None:
+    """The relative paths :func:`make_synthetic` wrote for this ``meta.json``, or None if it is unreadable."""
+    try:
+        names = {"meta.json", "README.txt"}
+        for cat, info in meta["categories"].items():
+            names |= {f"{cat}/train/good/{i:03d}.png" for i in range(int(meta["n_train"]))}
+            names |= {f"{cat}/test/good/{i:03d}.png" for i in range(int(meta["n_test_good"]))}
+            for d in info["defect_types"]:
+                for i in range(int(meta["n_test_per_defect"])):
+                    names |= {f"{cat}/test/{d}/{i:03d}.png", f"{cat}/ground_truth/{d}/{i:03d}_mask.png"}
+        return names
+    except (KeyError, TypeError, ValueError, AttributeError):
+        return None
+
+
+def _foreign_files(root: Path) -> list[str]:
+    """Files and links under ``root`` that an earlier :func:`make_synthetic` did not write (sorted, relative).
+
+    Only what the folder's own ``meta.json`` lists counts as ours: anything else (a user's notes, an
+    extra image, a link) would be lost if the folder were replaced, so it is reported instead. [ours]
+    """
+    meta = synthetic_meta(root)
+    expected = _expected_files(meta) if meta is not None else set()
+    found = []
+    for dirpath, dirnames, filenames in os.walk(root):
+        base = Path(dirpath)
+        for name in filenames + [d for d in dirnames if (base / d).is_symlink()]:
+            found.append((base / name).relative_to(root).as_posix())
+    return sorted(f for f in found if expected is None or f not in expected)
+
+
 def make_synthetic(root: str | os.PathLike[str], seed: int = 0, categories: Sequence[str] | None = None,
                    image_size: int = 256, n_train: int = 8, n_test_good: int = 4, n_test_per_defect: int = 3,
                    defect_types: Sequence[str] | None = None, signature: bool = False) -> Path:
@@ -231,7 +262,8 @@ def make_synthetic(root: str | os.PathLike[str], seed: int = 0, categories: Sequ
     vectorised math may differ in the last bit across CPUs).
 
     Args:
-        root: a new or empty folder, or one written before by this function (it is replaced).
+        root: a new or empty folder, or one written before by this function (it is replaced, unless
+            it holds anything that function did not write: then nothing is touched and the error lists it).
         seed: any integer >= 0.
         categories: names from :data:`CATEGORIES` (default: all of :data:`DEFAULT_CATEGORIES`).
         defect_types: restrict to these types (each category keeps the ones it supports).
@@ -245,14 +277,16 @@ def make_synthetic(root: str | os.PathLike[str], seed: int = 0, categories: Sequ
         _check_int(name, value, minimum)
     plan = _synthetic_plan(categories, defect_types)
     root = Path(root).expanduser()
+    if root.is_symlink() or (root.exists() and not root.is_dir()):
+        raise FileExistsError(f"make_synthetic: {root} exists and is {'a link' if root.is_symlink() else 'a file'}; "
+                              "choose a new or empty folder path.")
     if root.exists():
-        if not root.is_dir():
-            raise FileExistsError(f"make_synthetic: {root} exists and is a file; choose a folder path.")
-        if any(root.iterdir()) and not is_synthetic_root(root):
+        foreign = _foreign_files(root)
+        if foreign:
+            more = f" ... (+{len(foreign) - 10} more)" if len(foreign) > 10 else ""
             raise FileExistsError(
-                f"make_synthetic: {root} is not empty and was not written by make_synthetic "
-                "(no meta.json saying synthetic); choose a new or empty folder so nothing is overwritten."
-            )
+                f"make_synthetic: {root} is not empty: it holds {len(foreign)} file(s) that make_synthetic did not write: "
+                f"{foreign[:10]}{more}. Nothing was deleted; choose a new or empty folder, or move those away.")
     root.parent.mkdir(parents=True, exist_ok=True)
     tmp = root.parent / f".{root.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}"
     try:
@@ -287,7 +321,7 @@ def sample_root(signature: bool = True) -> Path:
     except OSError:  # e.g. imported from a zip: the version number alone must do
         pass
     digest = h.hexdigest()[:10]
-    final = cache_dir() / f"synthetic-sample-v{GENERATOR_VERSION}-{'signature' if signature else 'natural'}-{digest}"
+    final = writable_cache_dir() / f"synthetic-sample-v{GENERATOR_VERSION}-{'signature' if signature else 'natural'}-{digest}"
     if (final / "meta.json").is_file():
         return final
     final.parent.mkdir(parents=True, exist_ok=True)
