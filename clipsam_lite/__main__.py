@@ -290,6 +290,8 @@ def precheck(args: argparse.Namespace) -> None:
             if Path(value).is_dir():
                 raise IsADirectoryError(f"{flag} {value} is a folder, but a file ({what}) is expected; give the file's path.")
             check_regular_file(value, what)
+    if getattr(args, "object", None) is not None and not str(args.object).strip():
+        raise ValueError("--object is empty; give the object's name for the CLIP prompts, e.g. --object bottle.")
     if getattr(args, "results", None) is not None and not Path(args.results).is_dir():
         raise NotADirectoryError(f"--results {args.results} is not a folder; give the --out folder of evaluate "
                                  "or ablate (it holds results.json / ablation.json).")

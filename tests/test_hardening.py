@@ -213,6 +213,8 @@ def test_out_of_every_command_is_checked_before_work(tmp_path, capsys, no_models
     assert "is a folder, but a file is expected" in _one_error_line(capsys)
     assert main(["segment", str(a_dir), "--object", "x", "--out", str(tmp_path / "o")]) == 2
     assert "is a folder, but a file (image) is expected" in _one_error_line(capsys)
+    assert main(["segment", str(image), "--object", " ", "--out", str(tmp_path / "o")]) == 2
+    assert "--object is empty" in _one_error_line(capsys)
     assert a_file.read_text() == "mine" and not (tmp_path / "o").exists()
 
 
