@@ -276,7 +276,9 @@ def make_synthetic(root: str | os.PathLike[str], seed: int = 0, categories: Sequ
                                  ("n_test_good", n_test_good, 0), ("n_test_per_defect", n_test_per_defect, 0)):
         _check_int(name, value, minimum)
     plan = _synthetic_plan(categories, defect_types)
-    root = Path(root).expanduser()
+    root = Path(os.path.abspath(Path(root).expanduser()))  # "." has no name: the temporary sibling needs one
+    if root == root.parent:
+        raise FileExistsError(f"make_synthetic: {root} is the filesystem root; choose a new or empty folder.")
     if root.is_symlink() or (root.exists() and not root.is_dir()):
         raise FileExistsError(f"make_synthetic: {root} exists and is {'a link' if root.is_symlink() else 'a file'}; "
                               "choose a new or empty folder path.")
