@@ -264,10 +264,10 @@ _OUTPUTS: dict[str, tuple[str, str]] = {
     "train-adapter": ("out", "file"), "evaluate": ("out", "folder"), "ablate": ("out", "folder"),
     "figures": ("out", "folder"),
 }
-_INPUT_FILES: tuple[tuple[str, str], ...] = (
-    ("image", "image"), ("adapter", "adapter"), ("clip_checkpoint", "CLIP checkpoint"),
-    ("sam_checkpoint", "SAM checkpoint"),
-)
+_INPUT_FILES: tuple[tuple[str, str, int | None], ...] = (  # (argument, what it is, size limit in bytes)
+    ("image", "image", None), ("adapter", "adapter", 256 * 1024 ** 2), ("clip_checkpoint", "CLIP checkpoint", None),
+    ("sam_checkpoint", "SAM checkpoint", None),
+)  # images have their own limits (images.py); an adapter of ViT-L is ~13 MB; checkpoints reach 2.6 GB
 
 
 def precheck(args: argparse.Namespace) -> None:
@@ -283,13 +283,13 @@ def precheck(args: argparse.Namespace) -> None:
             check_output_file(out, "--" + attr)
         else:
             check_output_dir(out, "--" + attr)
-    for attr, what in _INPUT_FILES:
+    for attr, what, limit in _INPUT_FILES:
         value = getattr(args, attr, None)
         if value is not None:
             flag = attr if attr == "image" else "--" + attr.replace("_", "-")
             if Path(value).is_dir():
                 raise IsADirectoryError(f"{flag} {value} is a folder, but a file ({what}) is expected; give the file's path.")
-            check_regular_file(value, what)
+            check_regular_file(value, what, limit)
     if getattr(args, "object", None) is not None and not str(args.object).strip():
         raise ValueError("--object is empty; give the object's name for the CLIP prompts, e.g. --object bottle.")
     if getattr(args, "results", None) is not None and not Path(args.results).is_dir():

@@ -12,7 +12,13 @@ PACKAGE_DIR = Path(__file__).resolve().parent
 def cache_dir() -> Path:
     """``$CLIPSAM_CACHE``, else ``~/.cache/clipsam_lite``: SAM checkpoints, the synthetic sample, adapters."""
     env = os.environ.get(CACHE_ENV)
-    return Path(env).expanduser() if env else Path.home() / ".cache" / "clipsam_lite"
+    if env:
+        return Path(env).expanduser()
+    try:
+        return Path.home() / ".cache" / "clipsam_lite"
+    except RuntimeError:  # no $HOME and no password entry (some containers)
+        raise CacheDirError(f"There is no home folder to hold clipsam-lite's cache; set {CACHE_ENV} to a folder "
+                            "you can write to, e.g. CLIPSAM_CACHE=/tmp/clipsam-cache.") from None
 
 
 def repo_root() -> Path | None:
