@@ -113,7 +113,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def _cmd_ablate(args: argparse.Namespace) -> int:
-    from .evaluate import ablate_command
+    from .ablate import ablate_command
 
     return ablate_command(args)
 

@@ -12,7 +12,7 @@ rendered as figures and markdown [ours: the layout of every figure]:
   blurry boundaries, secondary points and ``logit1`` sharpen them, a box then fixes the boundary),
   with the mask input each stage received.
 - **Tables**: ``results.json`` (per category and mean) and ``ablation.json`` (the grid of
-  :func:`clipsam_lite.evaluate.ablate`) as heat-map tables, stage curves, and markdown.
+  :func:`clipsam_lite.ablate.ablate`) as heat-map tables, stage curves, and markdown.
 
 Every figure is drawn inside the packaged style (``clipsam.mplstyle``) with fixed colours
 (:mod:`clipsam_lite.viz`), from deterministic inputs (seeded item selection, seeded models), and saved
@@ -579,7 +579,7 @@ def _check_metrics(row: Any, where: str, path: Path) -> None:
 
 _RESULTS_HINT = ("Write it with `python -m clipsam_lite evaluate --dataset D --root DIR --out DIR` "
                  "(clipsam_lite.evaluate.evaluate).")
-_ABLATION_HINT = "Write it with clipsam_lite.evaluate.ablate (`python -m clipsam_lite ablate ... --out DIR`)."
+_ABLATION_HINT = "Write it with clipsam_lite.ablate.ablate (`python -m clipsam_lite ablate ... --out DIR`)."
 
 
 def load_results(path: str | Path) -> dict[str, Any]:
