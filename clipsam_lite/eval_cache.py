@@ -35,15 +35,12 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from . import __version__
-
 if TYPE_CHECKING:  # pragma: no cover
     from .datasets import Record
-    from .evaluate import EvalSetup
     from .models import Models
 
-__all__ = ["CACHE_FORMAT", "CACHE_MARKER", "ENTRY_FILES", "EvaluationError", "CachedEntry", "run_identity",
-           "entry_key", "eval_map", "eval_mask", "load_entry"]
+__all__ = ["CACHE_FORMAT", "CACHE_MARKER", "ENTRY_FILES", "EvaluationError", "CachedEntry", "entry_key", "eval_map",
+           "eval_mask", "load_entry"]
 
 CACHE_FORMAT = 1
 """Bumped whenever what a cache entry holds changes (it is part of every key)."""
@@ -90,23 +87,6 @@ def _sam_fingerprint(models: Models) -> str:
 # --------------------------------------------------------------------------------------------------
 # Cache keys and entries
 # --------------------------------------------------------------------------------------------------
-
-def run_identity(setup: EvalSetup) -> dict[str, Any]:
-    """Everything run-wide that can change a cached image's numbers (hashed into every entry key) [ours]."""
-    import torch
-
-    from .adapter import backbone_fingerprint
-
-    ds, models = setup.dataset, setup.models
-    return {
-        "cache_format": CACHE_FORMAT, "clipsam_lite": __version__, "torch": torch.__version__,
-        "torch_threads": torch.get_num_threads(), "device": models.device.type, "dataset": ds.name, "root": str(Path(ds.root).resolve()),
-        "split": ds.split, "mask_rule": ds.mask_rule, "profile": models.profile,
-        "random_backbones": bool(models.random_weights),
-        "backbones": {"clip": backbone_fingerprint(models), "sam": _sam_fingerprint(models)},
-        "config": setup.cfg.to_dict(), "adapter_sha256": setup.adapter_info.get("sha256"),
-    }
-
 
 def _stat(path: str | None) -> list[int] | None:
     if path is None:

@@ -37,16 +37,17 @@ import numpy as np
 from . import __version__
 from .config import Config
 from .eval_cache import (
+    CACHE_FORMAT,
     EvaluationError,
     _entry_done,
     _file_digest,
     _open_cache,
+    _sam_fingerprint,
     _weights_digest,
     _write_entry,
     entry_key,
     eval_mask,
     load_entry,
-    run_identity,
 )
 from .synthetic import synthetic_meta
 
@@ -57,7 +58,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
 __all__ = [
     "METRIC_KEYS", "PIXEL_KEYS", "EvaluationError", "EvalSetup", "Evaluation", "prepare",
-    "parse_overrides", "select_indices", "evaluate", "protocol_lines", "PUBLISHED", "PUBLISHED_COLUMNS",
+    "parse_overrides", "select_indices", "run_identity", "evaluate", "protocol_lines", "PUBLISHED", "PUBLISHED_COLUMNS",
     "comparison_markdown", "evaluate_command",
 ]
 
@@ -274,6 +275,23 @@ def prepare(dataset: str, root: str | os.PathLike[str], *, profile: str | None =
         say("[setup] no --adapter: using the training-free CLIP head (cfg.head='training_free').")
     return EvalSetup(dataset=ds, models=models, cfg=base, adapter=adapter_obj, adapter_info=info,
                      selection=selection, max_images=max_images, notes=notes)
+
+
+def run_identity(setup: EvalSetup) -> dict[str, Any]:
+    """Everything run-wide that can change a cached image's numbers (hashed into every entry key) [ours]."""
+    import torch
+
+    from .adapter import backbone_fingerprint
+
+    ds, models = setup.dataset, setup.models
+    return {
+        "cache_format": CACHE_FORMAT, "clipsam_lite": __version__, "torch": torch.__version__,
+        "torch_threads": torch.get_num_threads(), "device": models.device.type, "dataset": ds.name, "root": str(Path(ds.root).resolve()),
+        "split": ds.split, "mask_rule": ds.mask_rule, "profile": models.profile,
+        "random_backbones": bool(models.random_weights),
+        "backbones": {"clip": backbone_fingerprint(models), "sam": _sam_fingerprint(models)},
+        "config": setup.cfg.to_dict(), "adapter_sha256": setup.adapter_info.get("sha256"),
+    }
 
 
 # --------------------------------------------------------------------------------------------------

@@ -201,20 +201,20 @@ def test_cache_key_changes_with_every_config_field_and_input(reference, tiny_mod
                        batch_size=BATCH, log=None)
     rec = setup.dataset.records[0]
     peers = [r.path for r in setup.dataset.records[:BATCH]]
-    base = ec.entry_key(ec.run_identity(setup), rec, peers)
+    base = ec.entry_key(ev.run_identity(setup), rec, peers)
     assert base == reference.entries["tablet"][0].name  # the same arguments give the same key
     for f in dataclasses.fields(Config):
         changed = dataclasses.replace(setup, cfg=dataclasses.replace(setup.cfg, **{f.name: _value_changed(setup.cfg, f.name)}))
-        assert ec.entry_key(ec.run_identity(changed), rec, peers) != base, f"Config.{f.name} is not in the key"
+        assert ec.entry_key(ev.run_identity(changed), rec, peers) != base, f"Config.{f.name} is not in the key"
     other_adapter = dataclasses.replace(setup, adapter_info={**setup.adapter_info, "sha256": "0" * 64})
-    assert ec.entry_key(ec.run_identity(other_adapter), rec, peers) != base
-    assert ec.entry_key(ec.run_identity(setup), rec, peers[::-1]) != base  # other batch peers
+    assert ec.entry_key(ev.run_identity(other_adapter), rec, peers) != base
+    assert ec.entry_key(ev.run_identity(setup), rec, peers[::-1]) != base  # other batch peers
     copy = tmp_path / "image.png"
     shutil.copyfile(rec.path, copy)
     moved = dataclasses.replace(rec, path=str(copy))
-    k1 = ec.entry_key(ec.run_identity(setup), moved, peers)
+    k1 = ec.entry_key(ev.run_identity(setup), moved, peers)
     os.utime(copy, ns=(os.stat(copy).st_atime_ns, os.stat(copy).st_mtime_ns + 10**9))  # an edited image
-    assert k1 != base and ec.entry_key(ec.run_identity(setup), moved, peers) != k1
+    assert k1 != base and ec.entry_key(ev.run_identity(setup), moved, peers) != k1
 
     # a changed argument in the same --out never reads the old entries
     out = tmp_path / "out"
