@@ -134,9 +134,10 @@ def run_demo(profile: str | None, out: Path, log: Callable[[str], None] = print)
     from .datasets import load_dataset
     from .metrics import AUPRO_DEFINITION
     from .models import load_models
+    from .panels import save_figure, tiny_caption
     from .pipeline import segment_batch
     from .synthetic import sample_root
-    from .viz import result_figure, save_figure, tiny_caption
+    from .viz import result_figure
 
     name = choose_demo_profile(profile)
     models = load_models(name)

@@ -199,7 +199,8 @@ def write_outputs(result: Result, image: np.ndarray, cfg: Config, out: Path | st
 
     from PIL import Image
 
-    from .viz import result_figure, save_figure, stage_figure, tiny_caption
+    from .panels import save_figure, tiny_caption
+    from .viz import result_figure, stage_figure
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
