@@ -1,7 +1,8 @@
 """The ablation grid of METHOD.md: negative strategy x CPS stages x fusion, plus stage 0 (``S_a`` alone).
 
-Taught in notebook 07 (section 5, "The ablation grid from one CLIP pass and one SAM encoder pass per image"); METHOD.md, "Ablations" (steps 3-5 switched one
-at a time). Everything here is **[ours]**: the grid is the paper's, the way it is run is not.
+Taught in notebook 07 (section 5, "The ablation grid from one CLIP pass and one SAM encoder pass
+per image"); METHOD.md steps 3-5 (the alternatives they list, switched one at a time) under its
+"Evaluation protocol". Everything here is **[ours]**: the grid is the paper's, the way it is run is not.
 
 :func:`ablate` runs the grid of METHOD.md: negative strategy x CPS stages x fusion, plus stage 0
 (the CLIP map ``S_a`` alone, one row). Each image's CLIP map and SAM embedding are computed once

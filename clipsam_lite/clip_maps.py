@@ -1,5 +1,7 @@
 """The CLIP anomaly map ``S_a`` (METHOD.md, step 1).
 
+Taught in notebook 01 (sections 2-7: prompts, patch tokens, the heads, per-layer maps, the image score).
+
 For one image and its object name (e.g. ``"bottle"``):
 
 1. **Text** [paper: CLIP text prompts; ensembles ours, following WinCLIP / APRIL-GAN]: every

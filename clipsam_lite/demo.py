@@ -1,5 +1,8 @@
 """The embedded default: the synthetic sample, its auxiliary/held-out split, and the demo run.
 
+Taught in notebook 00 (section 6, "The auxiliary / held-out split on synthetic data"); METHOD.md,
+"Task" (the zero-shot convention).
+
 Zero-shot in this field means the adapter is trained on an *auxiliary* dataset and tested on
 categories it never saw (METHOD.md, "Task"). The synthetic sample mirrors that: the adapter learns
 on :data:`AUX_CATEGORIES` and the demo, tests and notebooks evaluate on :data:`HELD_OUT_CATEGORIES`.

@@ -1,8 +1,8 @@
-"""The per-image evaluation cache: entry keys, atomic entries, the cache folder (METHOD.md, "Evaluation protocol").
+"""The per-image evaluation cache: entry keys, atomic entries, the cache folder.
 
-Taught in notebook 07 (section 4, "Evaluating the method on the synthetic sample"). No METHOD.md step: the cache is **[ours]**,
-what makes :func:`clipsam_lite.evaluate.evaluate` resumable and :func:`clipsam_lite.ablate.ablate`
-read the same maps.
+Taught in notebook 07 (section 4, "Evaluating the method on the synthetic sample"). No METHOD.md step:
+the cache is **[ours]**, what makes :func:`clipsam_lite.evaluate.evaluate` resumable and
+:func:`clipsam_lite.ablate.ablate` read the same maps.
 
 Each image's result is written, as soon as it is made, to ``OUT/cache/<key>/`` (``final_map.npy``
 and ``s_a.npy``: float32 at the evaluation resolution; ``entry.json``: image score, label, ...).

@@ -2,8 +2,8 @@
 heat-map tables, stage curves and markdown (``python -m clipsam_lite figures --results DIR``).
 
 Taught in notebook 08 (section 5, "The tables: `results.json` and `ablation.json` as figures and
-markdown"). No METHOD.md step: the tables report METHOD.md's "Evaluation protocol" and "Ablations"
-**[ours: their layout]**. The files come from :func:`clipsam_lite.evaluate.evaluate` and
+markdown"). No METHOD.md step: the tables report METHOD.md's "Evaluation protocol" and the ablation of
+steps 3-5 **[ours: their layout]**. The files come from :func:`clipsam_lite.evaluate.evaluate` and
 :func:`clipsam_lite.ablate.ablate`; the qualitative figures are in :mod:`clipsam_lite.figures`.
 """
 

@@ -1,5 +1,8 @@
 """ipywidgets explorers for the notebooks (core widgets only), each with a static figure beside it.
 
+Taught in notebooks 03 (section 8, "Explore": PPG, METHOD.md step 3) and 06 (section 6, "Explore": CPS and
+the final map, steps 4-5). The panels are drawn with :mod:`clipsam_lite.panels`.
+
 Every explorer is one self-contained function: a figure builder that also works without widgets
 (static, headless) and an ``ipywidgets.interactive`` around it that never fails headless.
 """
