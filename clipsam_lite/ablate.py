@@ -36,7 +36,6 @@ from .evaluate import (
     _metrics,
     _protocol,
     _table,
-    _write_atomic,
     prepare,
     protocol_lines,
 )
@@ -257,13 +256,15 @@ def _ablation_md(table: dict[str, Any], keys: Sequence[str]) -> str:
 
 
 def _write_ablation(table: dict[str, Any], out: Path, keys: Sequence[str]) -> list[Path]:
-    out.mkdir(parents=True, exist_ok=True)
-    paths = [out / "ablation.json", out / "ablation.csv", out / "ablation.md"]
-    _write_atomic(paths[0], json.dumps(_json_ready(table), indent=2, allow_nan=False) + "\n")
+    """ablation.json, .csv and .md, published as one set (:func:`clipsam_lite.safe_io.publish_together`)."""
+    from .safe_io import publish_together
+
     rows = {r["setting"]: r for r in table["rows"]}
-    _write_atomic(paths[1], _csv_text(rows, keys, "setting", extra=("negative_strategy", "stages", "fusion")))
-    _write_atomic(paths[2], _ablation_md(table, keys))
-    return paths
+    return publish_together({
+        out / "ablation.json": json.dumps(_json_ready(table), indent=2, allow_nan=False) + "\n",
+        out / "ablation.csv": _csv_text(rows, keys, "setting", extra=("negative_strategy", "stages", "fusion")),
+        out / "ablation.md": _ablation_md(table, keys),
+    })
 
 
 

@@ -120,24 +120,73 @@ class Adapter(nn.Module):
 
     def check_compatible(self, models: Models, cfg: Config | None = None, strict_image_size: bool = True) -> None:
         """Raise :class:`AdapterMismatchError` naming every difference between this adapter and ``models``/``cfg``."""
-        cfg = cfg or models.cfg
-        want = _backbone_meta(models, cfg)
-        have = {**want, **{k: self.meta[k] for k in want if k in self.meta}}
-        have.update(layers=list(self.layers), in_dim=self.in_dim, out_dim=self.out_dim)
-        keys = ["backbone", "pretrained", "fingerprint", "in_dim", "out_dim", "layers"]
-        if strict_image_size:
-            keys.append("image_size")
-        diffs = [f"{k}: adapter {have[k]!r} vs now {want[k]!r}" for k in keys if have[k] != want[k]]
-        if diffs:
-            src = self.meta.get("path", "this adapter")
-            raise AdapterMismatchError(
-                f"{src} does not fit CLIP {cfg.clip_model} ({cfg.clip_pretrained or 'random weights'}) with layers "
-                f"{tuple(cfg.clip_layers)} at {cfg.clip_image_size} px: " + "; ".join(diffs) +
-                ". Train an adapter for this backbone (`python -m clipsam_lite train-adapter ... --profile "
-                f"{cfg.profile}`) or use the profile/layers it was trained with.")
+        meta = {**self.meta, "layers": list(self.layers), "in_dim": self.in_dim, "out_dim": self.out_dim}
+        _check_fits(meta, models, cfg or models.cfg, strict_image_size, self.meta.get("path", "this adapter"))
 
     def save(self, path: str | Path) -> Path:
         return save_adapter(self, path)
+
+
+def _check_fits(meta: dict[str, Any], models: Models, cfg: Config, strict_image_size: bool, src: str) -> None:
+    """Raise :class:`AdapterMismatchError` naming every difference between an adapter's metadata and the backbone."""
+    want = _backbone_meta(models, cfg)
+    have = {**want, **{k: meta[k] for k in want if k in meta}}
+    keys = ["backbone", "pretrained", "fingerprint", "in_dim", "out_dim", "layers"]
+    if strict_image_size:
+        keys.append("image_size")
+    diffs = [f"{k}: adapter {have[k]!r} vs now {want[k]!r}" for k in keys if have[k] != want[k]]
+    if diffs:
+        raise AdapterMismatchError(
+            f"{src} does not fit CLIP {cfg.clip_model} ({cfg.clip_pretrained or 'random weights'}) with layers "
+            f"{tuple(cfg.clip_layers)} at {cfg.clip_image_size} px: " + "; ".join(diffs) +
+            ". Train an adapter for this backbone (`python -m clipsam_lite train-adapter ... --profile "
+            f"{cfg.profile}`) or use the profile/layers it was trained with.")
+
+
+MAX_ADAPTER_DIM = 65536
+"""Largest ``in_dim`` / ``out_dim`` an adapter file may declare (ViT-bigG's width is 1664) [ours]."""
+
+
+def _checked_meta(obj: dict[str, Any], path: Path) -> dict[str, Any]:
+    """The file's metadata, refused unless present and complete with positive, bounded sizes. [ours]
+
+    Checked before any layer is allocated: ``in_dim=10**7`` would otherwise ask for 400 TB."""
+    meta = obj.get("meta")
+    if not isinstance(meta, dict):
+        raise AdapterFileError(f"Adapter file {path} has no metadata ('meta' is "
+                               f"{'missing' if meta is None else type(meta).__name__}); it was not written by "
+                               "save_adapter or is damaged: train it again.")
+    missing = [k for k in ("layers", "in_dim", "out_dim") if k not in meta]
+    if missing:
+        raise AdapterFileError(f"Adapter file {path}: its metadata lacks {missing}; it is damaged or incomplete: "
+                               "train it again.")
+    for k in ("in_dim", "out_dim"):
+        v = meta[k]
+        if isinstance(v, bool) or not isinstance(v, int) or not 1 <= v <= MAX_ADAPTER_DIM:
+            raise AdapterFileError(f"Adapter file {path}: its metadata says {k}={v!r}, not a size in "
+                                   f"[1, {MAX_ADAPTER_DIM}]; the file is damaged or not an adapter: train it again.")
+    layers = meta["layers"]
+    if (not isinstance(layers, (list, tuple)) or not 1 <= len(layers) <= 256
+            or not all(isinstance(i, int) and not isinstance(i, bool) and i >= 1 for i in layers)
+            or len(set(layers)) != len(layers)):
+        raise AdapterFileError(f"Adapter file {path}: its metadata says layers={layers!r}, not a list of distinct "
+                               "1-based block indices; the file is damaged: train it again.")
+    return dict(meta)
+
+
+def _checked_state(obj: dict[str, Any], meta: dict[str, Any], path: Path) -> dict[str, torch.Tensor]:
+    """The weights, refused unless they are exactly the tensors the metadata announces."""
+    state = obj.get("state_dict")
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise AdapterFileError(f"Adapter file {path} holds no state dict of tensors: train it again.")
+    n, i, o = len(meta["layers"]), meta["in_dim"], meta["out_dim"]
+    want = {**{f"fcs.{k}.weight": (o, i) for k in range(n)}, **{f"fcs.{k}.bias": (o,) for k in range(n)}}
+    have = {k: tuple(v.shape) for k, v in state.items()}
+    if have != want:
+        wrong = sorted(set(have) ^ set(want)) or [k for k in want if have[k] != want[k]]
+        raise AdapterFileError(f"Adapter file {path}: its weights do not match its own metadata ({n} layers, "
+                               f"{i} -> {o}; differing: {wrong[:4]}): train it again.")
+    return state
 
 
 def _backbone_meta(models: Models, cfg: Config) -> dict[str, Any]:
@@ -151,14 +200,14 @@ def _backbone_meta(models: Models, cfg: Config) -> dict[str, Any]:
 
 def save_adapter(adapter: Adapter, path: str | Path) -> Path:
     """Write the adapter's weights and metadata to ``path`` (a ``torch.save`` dict, parent folders created)."""
+    from .safe_io import atomic_write
+
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     meta = {k: v for k, v in adapter.meta.items() if k != "path"}
     meta.update(layers=list(adapter.layers), in_dim=adapter.in_dim, out_dim=adapter.out_dim)
     state = {k: v.detach().cpu() for k, v in adapter.state_dict().items()}
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save({"format": FORMAT, "version": FORMAT_VERSION, "meta": meta, "state_dict": state}, tmp)
-    tmp.replace(path)
+    with atomic_write(path) as tmp:  # a full disk or Ctrl-C leaves no *.tmp and the old file untouched
+        torch.save({"format": FORMAT, "version": FORMAT_VERSION, "meta": meta, "state_dict": state}, tmp)
     return path
 
 
@@ -168,7 +217,11 @@ def load_adapter(path: str | Path, models: Models, cfg: Config | None = None, st
     Missing file -> ``FileNotFoundError``; unreadable file -> :class:`AdapterFileError`; another
     backbone / layers / dims / image size -> :class:`AdapterMismatchError` (each naming ``path``).
     """
+    from .safe_io import check_regular_file
+
     path = Path(path)
+    if path.exists():
+        check_regular_file(path, "adapter", 256 * 1024 ** 2)  # no FIFO, no device, no giant file
     if not path.is_file():
         raise FileNotFoundError(f"Adapter file {path} does not exist. Train one with `python -m clipsam_lite "
                                 "train-adapter --dataset ... --root ... --out FILE`, or use head='training_free'.")
@@ -183,10 +236,12 @@ def load_adapter(path: str | Path, models: Models, cfg: Config | None = None, st
     if obj.get("version") != FORMAT_VERSION:
         raise AdapterFileError(f"Adapter file {path} has format version {obj.get('version')!r}; this clipsam-lite "
                                f"reads version {FORMAT_VERSION}. Train it again with this version.")
-    meta = dict(obj["meta"])
+    meta = _checked_meta(obj, path)
+    _check_fits(meta, models, cfg or models.cfg, strict_image_size, str(path))  # before any layer is allocated
+    state = _checked_state(obj, meta, path)
     adapter = Adapter(meta["layers"], meta["in_dim"], meta["out_dim"], meta={**meta, "path": str(path)})
     try:
-        adapter.load_state_dict(obj["state_dict"], strict=True)
+        adapter.load_state_dict(state, strict=True)
     except RuntimeError as e:
         raise AdapterFileError(f"Adapter file {path}: weights do not match its own metadata "
                                f"({str(e).splitlines()[0]}).") from None
@@ -432,8 +487,10 @@ def train_adapter_command(dataset: str, root: str, categories: list[str] | None,
     """
     from .datasets import load_dataset
     from .models import load_models
+    from .safe_io import check_output_file
 
     say = log or (lambda _s: None)
+    check_output_file(out)  # a folder or an unwritable place is refused now, not after the training
     if dataset == "folder":
         if categories and len(categories) > 1:
             raise ValueError(f"A folder dataset holds one object; give at most one --categories name, got {categories}.")

@@ -67,10 +67,7 @@ def synthetic_adapter(models: Any, cfg: Config | None = None, epochs: int | None
     aux = load_dataset("mvtec", root, category=list(AUX_CATEGORIES), split="test")
     adapter, _ = train_adapter(models, aux, cfg, epochs=epochs, progress=progress, log=log,
                                description=f"synthetic sample {root.name}, auxiliary categories {list(AUX_CATEGORIES)}")
-    from .safe_io import atomic_write
-
-    with atomic_write(path) as tmp:  # a full disk or Ctrl-C leaves no partial entry and no *.tmp
-        save_adapter(adapter, tmp)
+    save_adapter(adapter, path)  # atomic: a full disk or Ctrl-C leaves no partial entry and no *.tmp
     return adapter
 
 

@@ -27,8 +27,9 @@ import hashlib
 import json
 import os
 import shutil
+import sys
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -40,10 +41,10 @@ if TYPE_CHECKING:  # pragma: no cover
     from .models import Models
 
 __all__ = ["CACHE_FORMAT", "CACHE_MARKER", "ENTRY_FILES", "EvaluationError", "CachedEntry", "entry_key", "eval_map",
-           "eval_mask", "load_entry"]
+           "eval_mask", "load_entry", "entry_problem", "usable_entry"]
 
-CACHE_FORMAT = 1
-"""Bumped whenever what a cache entry holds changes (it is part of every key)."""
+CACHE_FORMAT = 2
+"""2: entries carry their key and their arrays' SHA-256 (issue 12). Bumped whenever what a cache entry holds changes (it is part of every key)."""
 CACHE_MARKER = "CLIPSAM_EVAL_CACHE.txt"
 """A file in ``OUT/cache/``: ``--fresh`` deletes only a cache folder that carries it."""
 ENTRY_FILES: tuple[str, ...] = ("final_map.npy", "s_a.npy", "entry.json")
@@ -125,8 +126,56 @@ def eval_mask(record: Record, mask_rule: str, resolution: int) -> np.ndarray:
     return resize_center_crop(read_mask(record.mask_path, mask_rule), resolution, is_mask=True)
 
 
-def _entry_done(folder: Path) -> bool:
-    return all((folder / f).is_file() for f in ENTRY_FILES)
+ENTRY_ARRAYS: tuple[str, ...] = ("final_map.npy", "s_a.npy")
+
+
+def entry_problem(folder: str | os.PathLike[str], key: str | None = None) -> str | None:
+    """Why ``cache/<key>/`` cannot be read back as data, or None when it is whole. [ours]
+
+    A whole entry has every file of :data:`ENTRY_FILES`; its ``entry.json`` names its own key (the
+    folder's name, unless ``key`` is given) and the SHA-256 of each array, and the arrays' bytes
+    match those digests. So a partial copy, a damaged file or an entry moved under another key is
+    never mistaken for a result.
+    """
+    folder = Path(folder)
+    key = folder.name if key is None else key
+    if not folder.is_dir():
+        return "missing" if not folder.exists() else "not a folder"
+    absent = [f for f in ENTRY_FILES if not (folder / f).is_file()]
+    if absent:
+        return f"partial (no {', '.join(absent)})"
+    try:
+        meta = json.loads((folder / "entry.json").read_text(encoding="utf-8"))
+        digests = meta["digests"]
+        written_for = meta["key"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return "damaged (entry.json is unreadable or has no digests)"
+    if written_for != key:
+        return f"foreign (written for key {str(written_for)[:12]}...)"
+    for name in ENTRY_ARRAYS:
+        if not isinstance(digests, dict) or digests.get(name) != _file_digest(folder / name):
+            return f"damaged ({name} does not match its digest)"
+    return None
+
+
+def usable_entry(cache: Path, key: str, warn: Callable[[str], None] | None = None) -> bool:
+    """True if ``cache/<key>`` is whole; a damaged, partial or foreign entry is removed (with a one-line
+    warning) so that it is recomputed, never read and never in the way of the new entry."""
+    folder = cache / key
+    problem = entry_problem(folder, key)
+    if problem is None:
+        return True
+    if problem != "missing":
+        (warn or _warn)(f"[evaluate] warning: cache entry {folder} is {problem}: recomputing it.")
+        if folder.is_dir() and not folder.is_symlink():
+            shutil.rmtree(folder, ignore_errors=True)
+        else:
+            folder.unlink(missing_ok=True)
+    return False
+
+
+def _warn(text: str) -> None:
+    print(text, file=sys.stderr)
 
 
 def _write_entry(cache: Path, key: str, record: Record, result: Any, resolution: int) -> None:
@@ -137,7 +186,8 @@ def _write_entry(cache: Path, key: str, record: Record, result: Any, resolution:
     try:
         np.save(tmp / "final_map.npy", eval_map(result.final_map, resolution))
         np.save(tmp / "s_a.npy", eval_map(result.s_a, resolution))
-        meta = {"image": record.path, "category": record.category, "defect_type": record.defect_type,
+        meta = {"key": key, "digests": {name: _file_digest(tmp / name) for name in ENTRY_ARRAYS},
+                "image": record.path, "category": record.category, "defect_type": record.defect_type,
                 "label": int(record.label), "image_score": float(result.image_score),
                 "is_normal": bool(result.is_normal), "prompt_sets": len(result.cascades),
                 "final_mask_area": int(result.final_mask.sum()) if result.final_mask is not None else 0,
@@ -146,8 +196,12 @@ def _write_entry(cache: Path, key: str, record: Record, result: Any, resolution:
         try:
             os.rename(tmp, final)
         except OSError:
-            if not _entry_done(final):  # not a finished twin written by a concurrent run: a real error
+            if entry_problem(final, key) is None:  # a finished twin written by a concurrent run
+                return
+            if not final.exists():  # a real error (permissions, disk)
                 raise
+            usable_entry(cache, key)  # a damaged entry in the way: removed, with a warning, then replaced
+            os.rename(tmp, final)
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
@@ -165,8 +219,12 @@ class CachedEntry:
 
 
 def load_entry(folder: str | os.PathLike[str]) -> CachedEntry:
-    """Read ``cache/<key>/`` back; a damaged entry raises :class:`EvaluationError` naming it."""
+    """Read ``cache/<key>/`` back, after :func:`entry_problem`; a damaged entry raises :class:`EvaluationError`."""
     folder = Path(folder)
+    problem = entry_problem(folder)
+    if problem is not None:
+        raise EvaluationError(f"Cache entry {folder} is {problem}; rerun the evaluation (it recomputes that entry) "
+                              "or use --fresh.")
     try:
         meta = json.loads((folder / "entry.json").read_text(encoding="utf-8"))
         final = np.load(folder / "final_map.npy")

@@ -39,7 +39,6 @@ from .config import Config
 from .eval_cache import (
     CACHE_FORMAT,
     EvaluationError,
-    _entry_done,
     _file_digest,
     _open_cache,
     _sam_fingerprint,
@@ -48,7 +47,9 @@ from .eval_cache import (
     entry_key,
     eval_mask,
     load_entry,
+    usable_entry,
 )
+from .safe_io import recover_published
 from .synthetic import synthetic_meta
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -327,12 +328,6 @@ def _json_ready(x: Any) -> Any:
     return x
 
 
-def _write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
-
-
 def _pct(v: float | None) -> str:
     return "n/a" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{100 * v:.1f}"
 
@@ -452,8 +447,8 @@ def _chunks(indices: Sequence[int], size: int) -> list[list[int]]:
     return [list(indices[i:i + size]) for i in range(0, len(indices), max(1, size))]
 
 
-def _fill_category(setup: EvalSetup, category: str, cache: Path, identity: dict[str, Any], progress: bool
-                   ) -> tuple[list[Path], int, int, int]:
+def _fill_category(setup: EvalSetup, category: str, cache: Path, identity: dict[str, Any], progress: bool,
+                   log: Callable[[str], None] | None = None) -> tuple[list[Path], int, int, int]:
     """Compute and cache every missing entry of one category; returns (entry folders, computed, cached, recomputed)."""
     from tqdm.auto import tqdm
 
@@ -469,7 +464,7 @@ def _fill_category(setup: EvalSetup, category: str, cache: Path, identity: dict[
             records = [ds.records[i] for i in chunk]
             keys = [entry_key(identity, r, [q.path for q in records]) for r in records]
             folders += [cache / k for k in keys]
-            missing = [not _entry_done(cache / k) for k in keys]
+            missing = [not usable_entry(cache, k, log) for k in keys]  # damaged entries: warned, removed
             if not any(missing):
                 cached += len(records)
                 bar.update(len(records))
@@ -523,13 +518,14 @@ def evaluate(dataset: str, root: str | os.PathLike[str], out: str | os.PathLike[
                     resolution=resolution, batch_size=batch_size, max_images=max_images, models=models, cfg=cfg,
                     clip_checkpoint=clip_checkpoint, sam_checkpoint=sam_checkpoint, overrides=overrides, log=log)
     cache = _open_cache(out, fresh)
+    recover_published(out)  # a set of results a kill left half-published is completed first
     identity = run_identity(setup)
     per_cat: dict[str, dict[str, float]] = {}
     per_cat_clip: dict[str, dict[str, float]] = {}
     computed, cached, recomputed, entries = {}, {}, {}, {}
     with _deterministic_torch():
         for cat in setup.selection:
-            folders, n_new, n_old, n_re = _fill_category(setup, cat, cache, identity, progress)
+            folders, n_new, n_old, n_re = _fill_category(setup, cat, cache, identity, progress, log)
             computed[cat], cached[cat], recomputed[cat], entries[cat] = n_new, n_old, n_re, folders
             per_cat[cat], per_cat_clip[cat] = _score_category(setup, cat, folders)
             extra = f" (+{n_re} cached image(s) forwarded again to keep their batch identical)" if n_re else ""
@@ -564,12 +560,14 @@ def _results_md(results: dict[str, Any]) -> str:
 
 
 def _write_results(results: dict[str, Any], out: Path) -> list[Path]:
-    out.mkdir(parents=True, exist_ok=True)
-    paths = [out / "results.json", out / "results.csv", out / "results.md"]
-    _write_atomic(paths[0], json.dumps(_json_ready(results), indent=2, allow_nan=False) + "\n")
-    _write_atomic(paths[1], _csv_text({**results["categories"], "mean": results["mean"]}, METRIC_KEYS, "category"))
-    _write_atomic(paths[2], _results_md(results))
-    return paths
+    """results.json, .csv and .md, published as one set (:func:`clipsam_lite.safe_io.publish_together`)."""
+    from .safe_io import publish_together
+
+    return publish_together({
+        out / "results.json": json.dumps(_json_ready(results), indent=2, allow_nan=False) + "\n",
+        out / "results.csv": _csv_text({**results["categories"], "mean": results["mean"]}, METRIC_KEYS, "category"),
+        out / "results.md": _results_md(results),
+    })
 
 
 # --------------------------------------------------------------------------------------------------

@@ -1,7 +1,7 @@
 """Files we did not write are untrusted; files we write appear whole or not at all. [ours]
 
-Taught in notebook 00 (section "Robust input"); no METHOD.md step of its own: the paper says nothing
-about input handling. One place for three classes of fault (issue 12):
+Taught in notebook 00 (section 9, "Robust input: odd images and wrong folders"); no METHOD.md step
+of its own: the paper says nothing about input handling. One place for three classes of fault (issue 12):
 
 * **Reading**: :func:`read_regular_file` (and :func:`check_regular_file` for files a library opens
   itself) accepts only a *regular* file under a size limit, so a FIFO cannot hang a run and
@@ -139,6 +139,10 @@ def atomic_write(path: str | os.PathLike[str]) -> Iterator[Path]:
     try:
         yield tmp
         os.replace(tmp, target)
+    except OSError as e:  # name the file the user asked for, not our temporary one
+        if e.filename is not None and str(e.filename) == str(tmp):
+            e.filename = str(target)
+        raise
     finally:
         with contextlib.suppress(FileNotFoundError):
             tmp.unlink()
@@ -180,8 +184,9 @@ def recover_published(folder: str | os.PathLike[str]) -> bool:
                 if tmp.is_file():
                     os.replace(tmp, root / Path(target_name).name)
         except (OSError, ValueError, KeyError, TypeError):
-            pass  # a journal torn by the kill itself: the renames had not started, the old set stands
-        journal.unlink(missing_ok=True)
+            pass  # a read-only folder, or a journal from elsewhere: leave the files as they are
+        with contextlib.suppress(OSError):
+            journal.unlink(missing_ok=True)
     if root.is_dir():
         for stale in root.glob(".*.publish.tmp"):
             with contextlib.suppress(OSError):

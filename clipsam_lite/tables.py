@@ -49,13 +49,20 @@ METRIC_LABELS: dict[str, str] = {
 
 
 def _read_json(path: str | Path, what: str, hint: str) -> dict[str, Any]:
+    from .safe_io import MAX_TEXT_BYTES, read_regular_file, recover_published
+
     path = Path(path)
     if path.is_dir():
         raise ValueError(f"{path} is a folder; expected the {what} file itself ({hint}).")
-    if not path.is_file():
+    recover_published(path.parent)  # complete a set of files a kill left half-published
+    if not path.exists():
         raise FileNotFoundError(f"{what} not found at {path}. {hint}")
+    data_bytes = read_regular_file(path, what, MAX_TEXT_BYTES)
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        data = json.loads(data_bytes.decode("utf-8"))
+    except UnicodeDecodeError as e:
+        raise ValueError(f"{path} is not UTF-8 text (byte {e.start}); it is not a {what} written by clipsam-lite. "
+                         f"{hint}") from None
     except json.JSONDecodeError as e:
         raise ValueError(f"{path} is not valid JSON (line {e.lineno}, column {e.colno}: {e.msg}).") from None
     if not isinstance(data, dict):

@@ -53,9 +53,10 @@ def no_models(monkeypatch):
 
 
 def _one_error_line(capsys) -> str:
-    err = capsys.readouterr().err.strip()
-    assert "Traceback" not in err and err.startswith("error:"), err
-    return err
+    err = capsys.readouterr().err
+    last = err.replace("\r", "\n").strip().splitlines()[-1]  # progress bars may precede the error
+    assert "Traceback" not in err and last.startswith("error:"), err
+    return last
 
 
 def _bomb_png(width: int, height: int) -> bytes:
@@ -515,3 +516,117 @@ def test_segment_out_twice_with_fewer_stages_leaves_no_stale_stage_png(tmp_path,
     stages = sorted(p.name for p in out.glob("stage*.png"))
     assert stages == ["stage1.png", "stage_notes.png"]
     assert (out / "stage1.png").read_bytes() != b"an earlier run"
+
+
+# ------------------------------------------------------------------------------------------------
+# 5. adapter files: metadata checked before any layer is allocated
+# ------------------------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def adapter_file(tiny_models, tmp_path_factory) -> Path:
+    from clipsam_lite.adapter import Adapter, save_adapter
+
+    return save_adapter(Adapter.for_models(tiny_models), tmp_path_factory.mktemp("ad") / "good.pt")
+
+
+def _edited(src: Path, dst: Path, edit) -> Path:
+    import torch
+
+    obj = torch.load(src, map_location="cpu", weights_only=True)
+    edit(obj)
+    torch.save(obj, dst)
+    return dst
+
+
+@pytest.mark.parametrize("name,edit,error,match", [
+    ("no_meta", lambda o: o.pop("meta"), "AdapterFileError", r"has no metadata \('meta' is missing\)"),
+    ("meta_list", lambda o: o.update(meta=[1]), "AdapterFileError", r"has no metadata \('meta' is list\)"),
+    ("no_in_dim", lambda o: o["meta"].pop("in_dim"), "AdapterFileError", r"metadata lacks \['in_dim'\]"),
+    ("huge", lambda o: o["meta"].update(in_dim=10 ** 7), "AdapterFileError", r"in_dim=10000000, not a size in \[1, 65536\]"),
+    ("negative", lambda o: o["meta"].update(out_dim=-64), "AdapterFileError", r"out_dim=-64, not a size"),
+    ("layers", lambda o: o["meta"].update(layers="1234"), "AdapterFileError", r"layers='1234', not a list"),
+    ("other_width", lambda o: o["meta"].update(in_dim=2048), "AdapterMismatchError", r"in_dim: adapter 2048 vs now 128"),
+    ("weights", lambda o: o["state_dict"].pop("fcs.0.bias"), "AdapterFileError", r"do not match its own metadata"),
+])
+def test_adapter_metadata_is_checked_before_allocating(adapter_file, tiny_models, tmp_path, monkeypatch,
+                                                       name, edit, error, match):
+    from clipsam_lite import adapter as ad
+
+    bad = _edited(adapter_file, tmp_path / f"{name}.pt", edit)
+    built = []
+    real_init = ad.Adapter.__init__
+    monkeypatch.setattr(ad.Adapter, "__init__", lambda self, *a, **k: built.append(a) or real_init(self, *a, **k))
+    with pytest.raises(getattr(ad, error), match=match):
+        ad.load_adapter(bad, tiny_models)
+    assert not built, "a layer was allocated before the metadata was checked"
+    assert ad.load_adapter(adapter_file, tiny_models).in_dim == 128  # the control loads
+
+
+def test_bad_adapter_through_the_cli_is_one_line(adapter_file, tmp_path, capsys):
+    bad = _edited(adapter_file, tmp_path / "bad.pt", lambda o: o["meta"].update(in_dim=10 ** 7))
+    image = tmp_path / "x.png"
+    Image.fromarray(np.zeros((32, 32, 3), np.uint8)).save(image)
+    assert main(["segment", str(image), "--object", "x", "--adapter", str(bad), "--out", str(tmp_path / "o")]) == 2
+    assert "in_dim=10000000" in _one_error_line(capsys)
+
+
+# ------------------------------------------------------------------------------------------------
+# 9. the evaluation cache verifies every entry
+# ------------------------------------------------------------------------------------------------
+
+def test_damaged_partial_or_foreign_cache_entries_are_recomputed_with_a_warning(tiny_models, tmp_path):
+    import shutil
+
+    from clipsam_lite.eval_cache import entry_problem
+    from clipsam_lite.evaluate import evaluate
+
+    root = make_synthetic(tmp_path / "ds", categories=["disc"], **SMALL)
+    kw = dict(models=tiny_models, resolution=48, batch_size=1, overrides=["head=training_free"], progress=False)
+    out = tmp_path / "out"
+    first = evaluate("mvtec", root, out, log=None, **kw)
+    n = first.computed["disc"]
+    reference = (out / "results.json").read_bytes()
+    entries = sorted(first.entries["disc"])
+    assert n >= 4 and all(entry_problem(e) is None for e in entries)
+    half = entries[0] / "final_map.npy"  # a half-copied entry: its array cut in two
+    half.write_bytes(half.read_bytes()[: half.stat().st_size // 2])
+    (entries[1] / "entry.json").unlink()  # a partial entry
+    shutil.rmtree(entries[2])  # a foreign entry: another image's result under this key
+    shutil.copytree(entries[3], entries[2])
+    lines: list[str] = []
+    again = evaluate("mvtec", root, out, log=lines.append, **kw)
+    warnings = [s for s in lines if "warning: cache entry" in s]
+    assert len(warnings) == 3 and all("recomputing it" in s for s in warnings)
+    assert any("damaged (final_map.npy does not match its digest)" in s for s in warnings)
+    assert any("partial (no entry.json)" in s for s in warnings)
+    assert any("foreign" in s for s in warnings)
+    assert again.computed["disc"] == 3 and again.cached["disc"] == n - 3
+    assert (out / "results.json").read_bytes() == reference
+    assert not list((out / "cache").glob(".tmp-*")) and not list(out.glob(".*.tmp"))
+
+
+# ------------------------------------------------------------------------------------------------
+# 12 (continued). train-adapter on a full disk
+# ------------------------------------------------------------------------------------------------
+
+def test_train_adapter_on_a_full_disk_leaves_no_tmp(tmp_path, monkeypatch, capsys):
+    import torch
+
+    root = make_synthetic(tmp_path / "ds", categories=["weave"], signature=True, image_size=64, n_train=0,
+                          n_test_good=1, n_test_per_defect=1)
+    out = tmp_path / "adapters"
+    out.mkdir()
+    (out / "old.pt").write_bytes(b"an earlier adapter")
+    real_save = torch.save
+
+    def full_disk(obj, f, *a, **k):
+        Path(f).write_bytes(b"half an adapter")
+        raise OSError(errno.ENOSPC, "No space left on device", str(f))
+
+    monkeypatch.setattr(torch, "save", full_disk)
+    code = main(["train-adapter", "--dataset", "mvtec", "--root", str(root), "--profile", "tiny", "--epochs", "1",
+                 "--out", str(out / "old.pt")])
+    monkeypatch.setattr(torch, "save", real_save)
+    assert code == 2
+    assert f"No space left on device: {out / 'old.pt'}" in _one_error_line(capsys)
+    assert sorted(p.name for p in out.iterdir()) == ["old.pt"] and (out / "old.pt").read_bytes() == b"an earlier adapter"
