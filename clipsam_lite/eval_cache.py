@@ -7,7 +7,9 @@ the cache is **[ours]**, what makes :func:`clipsam_lite.evaluate.evaluate` resum
 Each image's result is written, as soon as it is made, to ``OUT/cache/<key>/`` (``final_map.npy``
 and ``s_a.npy``: float32 at the evaluation resolution; ``entry.json``: image score, label, ...).
 The folder is written under a temporary name and renamed into place, so an entry either exists
-whole or not at all. ``<key>`` is a SHA-256 of everything that can change the numbers: dataset,
+whole or not at all; its ``entry.json`` records its key and the SHA-256 of both arrays, and an entry
+that does not match (a partial copy, a damaged file, another key's entry) is removed with a one-line
+warning and recomputed, never read back as data (:func:`entry_problem`). ``<key>`` is a SHA-256 of everything that can change the numbers: dataset,
 root, category, the image's path, size and modification time (and its mask's), profile, backbone
 fingerprints, every :class:`~clipsam_lite.config.Config` field (resolution, batch size and stages
 included), the adapter's SHA-256, the package and torch versions, torch's CPU thread count, the

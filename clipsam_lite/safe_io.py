@@ -9,7 +9,9 @@ of its own: the paper says nothing about input handling. One place for three cla
   variable to raise them.
 * **Writing**: :func:`atomic_write` writes next to the target under a temporary name and renames it
   into place; on any failure (a full disk, Ctrl-C) the temporary file is removed and the old target
-  is untouched. :func:`publish_together` does the same for a set of files that belong together.
+  is untouched. :func:`publish_together` does the same for a set of files that belong together
+  (``results.json`` / ``.csv`` / ``.md``): a failed rename restores the old set, and a set a kill left
+  half-renamed is completed by :func:`recover_published` (called by the next run and by readers).
 * **Output paths**: :func:`check_output_dir` / :func:`check_output_file` refuse a file where a folder
   is expected (and the reverse) and an unwritable location *before* any computation.
 """
