@@ -156,13 +156,26 @@ def _int_at_least(low: int) -> Callable[[str], int]:
     return parse
 
 
-def _positive_float(text: str) -> float:
+def _int_between(low: int, high: int) -> Callable[[str], int]:
+    at_least = _int_at_least(low)
+
+    def parse(text: str) -> int:
+        value = at_least(text)
+        if value > high:
+            raise argparse.ArgumentTypeError(f"{value} is above the maximum {high}")
+        return value
+
+    parse.__name__ = f"integer in [{low}, {high}]"
+    return parse
+
+
+def _dpi(text: str) -> float:
     try:
         value = float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not math.isfinite(value) or value <= 0:
-        raise argparse.ArgumentTypeError(f"{text!r} must be a finite number above 0")
+    if not math.isfinite(value) or not 1 <= value <= 1200:
+        raise argparse.ArgumentTypeError(f"{text!r} must be a resolution between 1 and 1200 dots per inch")
     return value
 
 
@@ -181,7 +194,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("synth", help="write a synthetic MVTec-layout dataset")
     p.add_argument("--out", required=True, help="folder to write (created)")
     p.add_argument("--seed", type=_int_at_least(0), default=0)
-    p.add_argument("--image-size", type=_int_at_least(64), default=256)
+    p.add_argument("--image-size", type=_int_between(64, 4096), default=256)
     p.add_argument("--signature", action="store_true",
                    help="draw every defect in one fixed hue (the planted signal for random backbones)")
 
@@ -248,7 +261,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
                    help="change a Config field, e.g. --set stages=2 --set tau=0.6 (repeatable)")
     p.add_argument("--formats", nargs="+", choices=("png", "pdf"), default=["png", "pdf"])
-    p.add_argument("--dpi", type=_positive_float, default=None, help="PNG resolution (default: the packaged style's, 100)")
+    p.add_argument("--dpi", type=_dpi, default=None, help="PNG resolution (default: the packaged style's, 100)")
     p.add_argument("--clip-checkpoint", default=None, help="a local open_clip checkpoint file (offline machines)")
     p.add_argument("--sam-checkpoint", default=None, help="a local SAM checkpoint file (offline machines)")
     p.add_argument("--out", default=None, help="output folder (default: the repository's figures/)")
@@ -299,16 +312,18 @@ def precheck(args: argparse.Namespace) -> None:
         raise NotADirectoryError(f"--results {args.results} is not a folder; give the --out folder of evaluate "
                                  "or ablate (it holds results.json / ablation.json).")
     pairs = list(getattr(args, "set", None) or [])
-    if pairs:
-        for pair in pairs:
-            if str(pair).partition("=")[0].strip() == "profile":
-                raise ValueError(f"--set {pair!r}: the profile is chosen with --profile (or $CLIPSAM_PROFILE), "
-                                 "not --set, so that the models and the Config agree.")
+    for pair in pairs:
+        if str(pair).partition("=")[0].strip() == "profile":
+            raise ValueError(f"--set {pair!r}: the profile is chosen with --profile (or $CLIPSAM_PROFILE), "
+                             "not --set, so that the models and the Config agree.")
+    options = {k: getattr(args, k, None) for k in ("stages", "resolution", "batch_size")}
+    options = {k: v for k, v in options.items() if v is not None}
+    if pairs or options:
         from .config import get_config
         from .evaluate import parse_overrides
 
         cfg = get_config(getattr(args, "profile", None))
-        cfg.replace(**parse_overrides(pairs, cfg))  # a ValueError names the field and its range
+        cfg.replace(**{**parse_overrides(pairs, cfg), **options})  # a ValueError names the field and its range
 
 
 def _known_errors() -> tuple[type[BaseException], ...]:

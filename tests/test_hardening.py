@@ -630,3 +630,17 @@ def test_train_adapter_on_a_full_disk_leaves_no_tmp(tmp_path, monkeypatch, capsy
     assert code == 2
     assert f"No space left on device: {out / 'old.pt'}" in _one_error_line(capsys)
     assert sorted(p.name for p in out.iterdir()) == ["old.pt"] and (out / "old.pt").read_bytes() == b"an earlier adapter"
+
+
+def test_cli_numbers_are_bounded_before_any_work(tmp_path, capsys, no_models):
+    root = make_synthetic(tmp_path / "ds", categories=["disc"], **SMALL)
+    for argv, match in ((["synth", "--out", str(tmp_path / "s"), "--image-size", "100000"], "above the maximum 4096"),
+                        (["figures", "--tables-only", "--results", str(tmp_path), "--dpi", "1e9"], "between 1 and 1200"),
+                        (["evaluate", "--dataset", "mvtec", "--root", str(root), "--out", str(tmp_path / "o"),
+                          "--max-images", "0"], "below the minimum 1")):
+        with pytest.raises(SystemExit) as info:
+            main(argv)
+        assert info.value.code == 2 and match in capsys.readouterr().err
+    assert main(["evaluate", "--dataset", "mvtec", "--root", str(root), "--out", str(tmp_path / "o"),
+                 "--batch-size", "100000"]) == 2
+    assert "batch_size=100000 is out of range" in _one_error_line(capsys)
