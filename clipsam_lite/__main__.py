@@ -309,7 +309,8 @@ def precheck(args: argparse.Namespace) -> None:
     if getattr(args, "object", None) is not None and not str(args.object).strip():
         raise ValueError("--object is empty; give the object's name for the CLIP prompts, e.g. --object bottle.")
     if getattr(args, "results", None) is not None and not Path(args.results).is_dir():
-        raise NotADirectoryError(f"--results {args.results} is not a folder; give the --out folder of evaluate "
+        state = "is not a folder" if Path(args.results).exists() else "names no such folder"
+        raise NotADirectoryError(f"--results {args.results} {state}; give the --out folder of evaluate "
                                  "or ablate (it holds results.json / ablation.json).")
     pairs = list(getattr(args, "set", None) or [])
     for pair in pairs:

@@ -175,7 +175,7 @@ _INT_RANGES: dict[str, tuple[int, int]] = {
     # inclusive [low, high]; the upper bounds keep memory and time finite (a 4096 px map is 64 MB) [ours]
     "clip_image_size": (32, 1024), "vv_last_layers": (1, 64), "adapter_epochs": (0, 100_000),
     "adapter_batch_size": (1, 4096), "k_pos": (1, 256), "k_neg": (0, 256), "ring_radius": (0, 4096),
-    "min_component_area": (0, 10 ** 9), "stages": (1, 3), "box_margin": (0, 4096), "k_secondary_pos": (0, 256),
+    "min_component_area": (0, 10 ** 9), "box_margin": (0, 4096), "k_secondary_pos": (0, 256),
     "k_secondary_neg": (0, 256), "secondary_ring": (0, 4096), "gate_dilation": (0, 4096),
     "resolution": (16, 4096), "batch_size": (1, 1024), "seed": (0, 2 ** 32 - 1),
 }
@@ -194,7 +194,7 @@ _TAU_RANGES: dict[str, tuple[float, float, str]] = {
 }
 VALIDATED_FIELDS: frozenset[str] = frozenset(
     [*_CHOICES, *_STRINGS, *_OPTIONAL_STRINGS, *_BOOLS, *_INT_RANGES, *_OPTIONAL_INT_RANGES, *_FLOAT_RANGES,
-     "tau", "clip_layers"])
+     "tau", "clip_layers", "stages"])
 """Every field :func:`_validate` checks; a test asserts this is every field of :class:`Config`."""
 
 
@@ -252,6 +252,8 @@ def _validate(cfg: Config) -> None:
     for name in _BOOLS:
         if not isinstance(getattr(cfg, name), (bool, _np_bool_types())):
             raise ValueError(f"Config.{name} must be True or False, got {getattr(cfg, name)!r}.")
+    if not _is_int(cfg.stages) or cfg.stages not in (1, 2, 3):
+        raise ValueError(f"Config.stages must be 1, 2 or 3 (the CPS stages to run), got {cfg.stages!r}.")
     for name, (low, high) in _INT_RANGES.items():
         _check_int_range(name, getattr(cfg, name), low, high)
     for name, (low, high) in _OPTIONAL_INT_RANGES.items():

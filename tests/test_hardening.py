@@ -154,7 +154,7 @@ def test_every_config_field_has_a_validation_rule():
     (dict(resolution=10 ** 6), r"resolution=1000000 is out of range: it must lie in \[16, 4096\]"),
     (dict(batch_size=0), r"batch_size=0 is out of range"),
     (dict(seed=-1), r"seed=-1 is out of range"),
-    (dict(stages=2.5), r"stages must be an integer"),
+    (dict(stages=2.5), r"stages must be 1, 2 or 3 \(the CPS stages to run\), got 2.5"),
     (dict(per_component="yes"), r"per_component must be True or False"),
     (dict(working_size=8), r"working_size=8 is out of range"),
     (dict(clip_model=""), r"clip_model must be a non-empty string"),
