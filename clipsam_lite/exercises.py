@@ -43,6 +43,17 @@ class Exercise:
     """Absolute tolerance for numbers (None: exact, strings compared without case or spaces)."""
 
 
+def _plain(value: Any) -> Any:
+    """NumPy arrays and scalars as Python lists and numbers (for printing)."""
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value
+
+
 def _norm(value: Any) -> Any:
     if isinstance(value, np.ndarray):
         return _norm(value.tolist())
@@ -93,7 +104,7 @@ def show_solution(exercise_id: str, **context: Any) -> Any:
     """Print (and return) an exercise's answer and its reasoning: for teachers."""
     ex = _get(exercise_id)
     expected = solution(exercise_id, **context)
-    print(f"Exercise {exercise_id}, solution: {_norm(expected)!r}\n  why: {ex.why}")
+    print(f"Exercise {exercise_id}, solution: {_plain(expected)!r}\n  why: {ex.why}")
     return expected
 
 
