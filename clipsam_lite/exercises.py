@@ -286,7 +286,7 @@ def _secondary_toy(cfg: Any) -> list[list[int]]:
     m1[5:36, 5:36] = True
     c = cfg.replace(d_min=8.0, k_secondary_pos=2, k_secondary_neg=1, secondary_ring=3)
     pts, _ = secondary_points(toy, m1, np.array([[10, 10]]), np.array([1]), c)
-    return pts.tolist()
+    return np.asarray(pts).astype(int).tolist()
 
 
 def _real_mask_input() -> list[int]:
