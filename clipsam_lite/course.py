@@ -22,7 +22,8 @@ import numpy as np
 
 from .config import Config
 
-__all__ = ["REPOSITORY", "INSTALL_SPEC", "colab_url", "setup_cell", "pipeline_diagram", "course_adapter_path",
+__all__ = ["REPOSITORY", "INSTALL_SPEC", "colab_url", "setup_cell", "pipeline_diagram", "profile_label",
+           "course_adapter_path",
            "course_adapter", "CascadeExample", "cascade_example", "retarget"]
 
 REPOSITORY = "clipsam-lite/clipsam-lite"
@@ -117,6 +118,19 @@ def pipeline_diagram() -> Any:
     ax.text(xs[3], top + 0.55, "CLIP-SAM collaboration with cascaded prompts (Hou et al., PRCV 2024)\n"
             "blue: CLIP · orange: point prompts · green: SAM", fontsize=10, va="center")
     return fig
+
+
+def profile_label(fig: Any, profile: str) -> str:
+    """Write which profile made a figure in its bottom-right corner (issue 14: every figure names it).
+
+    Random backbones (``tiny``) get the warning label of :func:`clipsam_lite.viz.tiny_caption`.
+    Returns the text written.
+    """
+    from .viz import tiny_caption
+
+    text = tiny_caption(profile) or f"{profile} profile"
+    fig.text(0.995, 0.005, text, ha="right", va="bottom", fontsize=7, color="0.35")
+    return text
 
 
 # ------------------------------------------------------------------------------------------------
