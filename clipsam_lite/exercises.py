@@ -1,6 +1,7 @@
 """Checkable exercises for the notebooks: ``check(exercise_id, answer, **context)`` [ours].
 
-Used by every notebook's "Exercises" section (00-09). A student replaces ``answer = None`` by an
+Taught in: used by every notebook's "Exercises" section (00-09); README, "Teaching with this".
+METHOD.md: no step of its own; each solution calls the package function of the step it asks about. A student replaces ``answer = None`` by an
 answer and runs the cell; :func:`check` computes the expected answer *at that moment* from the same
 package calls the notebook teaches (and from the notebook's own objects, passed as keywords), so no
 solution is written in any notebook and nothing depends on a profile's numbers. ``answer = None``
@@ -414,7 +415,7 @@ def _default_png_keys() -> list[str]:
     import matplotlib.pyplot as plt
     from PIL import Image
 
-    from .viz import save_figure
+    from .panels import save_figure
 
     with tempfile.TemporaryDirectory() as tmp:
         fig = plt.figure(figsize=(1, 1))
