@@ -3,9 +3,12 @@
 Checked per notebook: the title cell (``# NN · Title``, the Colab badge linking to this very file,
 ``## You will learn`` with a bullet list), the set-up cell (the template's exact text: inert outside
 Colab, never installs torch), the ``parameters`` cell reading ``CLIPSAM_PROFILE``, numbered sections
-with code, ``## Summary``, ``## Exercises`` followed by code cells that assert, no committed outputs
-or execution counts, kernelspec ``python3``, and no machine-specific paths. These tests read the JSON
-only; ``pytest --nbmake notebooks`` executes the notebooks.
+with code, ``## Summary``, ``## Exercises`` whose every exercise is checked by
+``clipsam_lite.exercises.check`` with no solution in the notebook (issue 14), code cells of at most
+25 lines (and a series median under 10), no committed outputs or execution counts, kernelspec
+``python3``, and no machine-specific paths. The Colab badge and the set-up cell name the repository
+of ``clipsam_lite.course.REPOSITORY`` (the one place it is written). These tests read the JSON only;
+``pytest --nbmake notebooks`` executes the notebooks.
 
 Each check is a function ``check_*(nb, name)`` that raises ``AssertionError`` naming the problem;
 ``test_checks_catch_planted_defects`` proves each one fails on a notebook with that defect.
@@ -23,26 +26,28 @@ from pathlib import Path
 from unittest import mock
 
 import nbformat
+import numpy as np
 import pytest
+
+from clipsam_lite import course
+from clipsam_lite.exercises import EXERCISES
 
 NOTEBOOK_DIR = Path(__file__).resolve().parent.parent / "notebooks"
 EXPECTED = (
     "00_setup_and_data", "01_clip_anomaly_maps", "02_sam_features", "03_point_prompts_ppg",
     "04_cps_stage1_points", "05_cps_stage2_logits", "06_cps_stage3_box", "07_evaluation", "08_figures",
+    "09_appendix_files_and_formats",
 )
-"""DESIGN.md, "Notebooks": the series, in order."""
+"""DESIGN.md, "Notebooks": the series, in order, and the appendix on files and formats (issue 14)."""
 NOTEBOOKS = sorted(NOTEBOOK_DIR.glob("*.ipynb"))
 
-BADGE_IMAGE = "https://colab.research.google.com/assets/colab-badge.svg"
-COLAB_PREFIX = "https://colab.research.google.com/github/clipsam-lite/clipsam-lite/blob/main/notebooks/"
-SETUP_CELL = '''\
-# Set-up. On Colab this installs clipsam-lite (Colab's own torch is kept, never reinstalled);
-# everywhere else it does nothing.
-import sys
-if "google.colab" in sys.modules:
-    import subprocess
-    subprocess.run([sys.executable, "-m", "pip", "install", "-q",
-                    "clipsam-lite @ git+https://github.com/clipsam-lite/clipsam-lite"], check=True)'''
+BADGE_IMAGE = course.COLAB_BADGE
+COLAB_PREFIX = course.colab_url("")[: -len(".ipynb")]
+SETUP_CELL = course.setup_cell()
+MAX_CELL_LINES = 25
+"""Issue 14: no wall of code where an idea should be."""
+MAX_MEDIAN_LINES = 10
+"""Issue 14: the median code cell of the series is shorter than this."""
 KERNELSPEC = {"name": "python3", "display_name": "Python 3", "language": "python"}
 
 # Machine-specific absolute paths, at the start of a token (so URLs such as https://x/home/ pass).
@@ -135,6 +140,7 @@ def check_setup(nb, name: str) -> None:
         assert run.call_count == 1, f"{name}: on Colab the set-up cell should make one pip call"
         args = run.call_args.args[0]
         assert not any("torch" in str(a) for a in args), f"{name}: the set-up cell installs torch: {args}"
+        assert not {"-U", "--upgrade"} & set(map(str, args)), f"{name}: the set-up cell upgrades Colab's packages"
 
 
 def check_parameters(nb, name: str) -> None:
@@ -166,18 +172,77 @@ def check_sections(nb, name: str) -> None:
     assert not empty, f"{name}: sections {empty} have no code cell"
 
 
+def _calls(source: str) -> list[tuple[str, list]]:
+    """(function name, positional constant arguments) of every call in the code."""
+    try:
+        tree = ast.parse(source)
+    except SyntaxError:
+        return []
+    out = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Call):
+            f = node.func
+            fname = f.attr if isinstance(f, ast.Attribute) else getattr(f, "id", "")
+            out.append((fname, [a.value if isinstance(a, ast.Constant) else None for a in node.args]))
+    return out
+
+
+def _assigns_none(source: str, target: str = "answer") -> bool:
+    try:
+        tree = ast.parse(source)
+    except SyntaxError:
+        return False
+    return any(isinstance(n, ast.Assign) and any(isinstance(t, ast.Name) and t.id == target for t in n.targets)
+               and isinstance(n.value, ast.Constant) and n.value.value is None for n in ast.walk(tree))
+
+
 def check_exercises(nb, name: str) -> None:
+    """Every exercise is answered through ``exercises.check`` and no solution is visible (issue 14).
+
+    After ``## Exercises``, each ``**Exercise N.**`` cell is followed by a code cell that sets
+    ``answer = None`` (committed unanswered) and calls ``check("NN.k", answer, ...)`` with an id of this
+    notebook registered in ``clipsam_lite.exercises.EXERCISES``. No code there asserts, prints a
+    solution (``show_solution``, ``solution``), and no markdown there gives an answer.
+    """
     start = next((i for i, h in _headings(nb) if h == "## Exercises"), None)
     assert start is not None, f"{name}: no '## Exercises' heading"
-    code = [c for c in nb.cells[start + 1:] if c.cell_type == "code"]
-    assert code, f"{name}: '## Exercises' must be followed by answer code cells"
-    assert any(_asserts(_src(c)) for c in code), f"{name}: no exercise answer cell asserts anything"
     blurbs = [i for i in range(start, len(nb.cells))
               if nb.cells[i].cell_type == "markdown" and re.search(r"\*\*Exercise \d", _src(nb.cells[i]))]
+    assert blurbs, f"{name}: '## Exercises' has no '**Exercise N.**' cell"
     bounds = blurbs + [len(nb.cells)]
-    unanswered = [re.search(r"Exercise (\d+)", _src(nb.cells[a])).group(1) for a, b in zip(bounds, bounds[1:], strict=False)
-                  if not any(c.cell_type == "code" and _asserts(_src(c)) for c in nb.cells[a + 1:b])]
-    assert not unanswered, f"{name}: exercises {unanswered} have no answer cell that asserts"
+    problems, seen = [], []
+    for a, b in zip(bounds, bounds[1:], strict=False):
+        number = re.search(r"Exercise (\d+)", _src(nb.cells[a])).group(1)
+        code = [_src(c) for c in nb.cells[a + 1:b] if c.cell_type == "code"]
+        ids = [args[0] for src in code for f, args in _calls(src) if f == "check" and args and isinstance(args[0], str)]
+        if not ids:
+            problems.append(f"exercise {number}: no code cell calls check('{name[:2]}.k', answer)")
+        for i in ids:
+            if not i.startswith(f"{name[:2]}.") or i not in EXERCISES:
+                problems.append(f"exercise {number}: check id {i!r} is not one of this notebook's registered exercises")
+        seen += ids
+        if code and not any(_assigns_none(src) for src in code):
+            problems.append(f"exercise {number}: commit 'answer = None' (the student fills it in)")
+    for i in range(start, len(nb.cells)):
+        src = _src(nb.cells[i])
+        if nb.cells[i].cell_type == "code":
+            if _asserts(src):
+                problems.append(f"cell {i}: asserts in the exercises (a visible solution); use check() instead")
+            if any(f in {"show_solution", "solution"} for f, _ in _calls(src)):
+                problems.append(f"cell {i}: prints a solution in the notebook")
+        elif re.search(r"^\s*(#\s*)?(answer|solution)\s*:", src, re.IGNORECASE | re.MULTILINE):
+            problems.append(f"cell {i}: markdown gives the answer")
+    dup = sorted({i for i in seen if seen.count(i) > 1})
+    if dup:
+        problems.append(f"exercises {dup} are checked twice")
+    assert not problems, f"{name}: " + "; ".join(problems)
+
+
+def check_cell_sizes(nb, name: str) -> None:
+    """No code cell longer than MAX_CELL_LINES lines (issue 14: an idea, not a wall of code)."""
+    long = [(i, n) for i, c in enumerate(nb.cells) if c.cell_type == "code"
+            and (n := len(_src(c).rstrip().splitlines())) > MAX_CELL_LINES]
+    assert not long, f"{name}: code cells over {MAX_CELL_LINES} lines (cell, lines): {long}; move code to the package"
 
 
 def check_paths(nb, name: str) -> None:
@@ -218,7 +283,7 @@ def check_banner(nb, name: str) -> None:
 
 
 CHECKS: list[Callable] = [check_format, check_clean, check_title, check_setup, check_parameters, check_sections,
-                          check_exercises, check_paths, check_banner]
+                          check_exercises, check_cell_sizes, check_paths, check_banner]
 
 
 # ------------------------------------------------------------------------------------------------
@@ -232,10 +297,46 @@ def test_notebook_names_follow_the_design():
     assert not unknown, f"notebooks not in DESIGN.md's list {EXPECTED}: {unknown}"
 
 
-def test_all_nine_notebooks_exist():
-    """LEAD: the series is complete. Fails until 00-08 have all landed; it must pass at the end."""
+def test_all_notebooks_exist():
+    """The series is complete: 00-08 and the appendix 09."""
     missing = [n for n in EXPECTED if not (NOTEBOOK_DIR / f"{n}.ipynb").is_file()]
-    assert not missing, f"missing notebooks (DESIGN.md lists 00-08): {missing}"
+    assert not missing, f"missing notebooks: {missing}"
+
+
+def _code_cell_lengths(paths) -> list[int]:
+    return [len(_src(c).rstrip().splitlines()) for p in paths for c in nbformat.read(p, as_version=4).cells
+            if c.cell_type == "code"]
+
+
+def test_series_median_code_cell_is_short():
+    """Issue 14: the median code cell of the whole series is under MAX_MEDIAN_LINES lines."""
+    lengths = sorted(_code_cell_lengths(NOTEBOOKS))
+    median = float(np.median(lengths))
+    assert median < MAX_MEDIAN_LINES, f"median code cell {median} lines (>= {MAX_MEDIAN_LINES}); split or move code"
+
+
+def test_every_notebook_has_exercises_of_its_own():
+    """Every registered exercise is used by exactly one notebook, the one its id names."""
+    used = {}
+    for p in NOTEBOOKS:
+        for c in nbformat.read(p, as_version=4).cells:
+            for f, args in _calls(_src(c)) if c.cell_type == "code" else []:
+                if f == "check" and args and isinstance(args[0], str):
+                    used.setdefault(args[0], []).append(p.stem)
+    unused = sorted(set(EXERCISES) - set(used))
+    assert not unused, f"exercises registered in clipsam_lite.exercises but used by no notebook: {unused}"
+
+
+def test_readme_badges_and_install_use_the_one_repository():
+    """The README's Colab links are course.colab_url of existing notebooks; no other repository is named."""
+    readme = (NOTEBOOK_DIR.parent / "README.md").read_text(encoding="utf-8")
+    links = re.findall(r"https://colab\.research\.google\.com/github/[^)\s]+", readme)
+    assert links, "the README has no Colab badges"
+    names = {p.name for p in NOTEBOOKS}
+    bad = [u for u in links if not (u.startswith(COLAB_PREFIX) and u[len(COLAB_PREFIX):] in names)]
+    assert not bad, f"README Colab links not made by clipsam_lite.course.colab_url of a notebook: {bad}"
+    repos = set(re.findall(r"github(?:\.com)?/([\w.-]+/[\w.-]+?)(?:/blob|\.git|[)\s\"]|$)", readme))
+    assert repos <= {course.REPOSITORY}, f"the README names other repositories: {repos - {course.REPOSITORY}}"
 
 
 @pytest.mark.parametrize("check", CHECKS, ids=[c.__name__ for c in CHECKS])
@@ -265,10 +366,10 @@ def _good_notebook(name: str = "05_cps_stage2_logits.ipynb"):
         v4.new_markdown_cell("## 2. Second"),
         v4.new_code_cell("x = 1"),
         v4.new_markdown_cell("## Summary\n- done"),
-        v4.new_markdown_cell("## Exercises\n\n**Exercise 1.** Compute."),
-        v4.new_code_cell("assert 1 + 1 == 2"),
+        v4.new_markdown_cell("## Exercises\n\n**Exercise 1.** Predict, then run."),
+        v4.new_code_cell('from clipsam_lite.exercises import check\n\nanswer = None  # your answer\ncheck("05.1", answer, cfg=cfg)'),
         v4.new_markdown_cell("**Exercise 2.** Again."),
-        v4.new_code_cell("import numpy as np\nnp.testing.assert_equal(2, 2)"),
+        v4.new_code_cell('answer = None\ncheck("05.2", answer)'),
     ]
     return nb
 
@@ -304,7 +405,17 @@ PLANTED = {
     "sections misnumbered": (check_sections, _set_src(5, "## 3. Second")),
     "no summary": (check_sections, _set_src(7, "## Wrap-up")),
     "section without code": (check_sections, lambda nb: nb.cells.__delitem__(6)),
-    "exercise without assert": (check_exercises, _set_src(11, "print(2)")),
+    "exercise without check": (check_exercises, _set_src(11, "answer = None\nprint(answer)")),
+    "exercise answered in the notebook": (check_exercises, _set_src(11, 'answer = (256, 256)\ncheck("05.2", answer)')),
+    "exercise solution asserted": (check_exercises, _set_src(11, 'answer = None\ncheck("05.2", answer)\n'
+                                                                 'assert (256, 256) == (256, 256)')),
+    "exercise solution shown": (check_exercises, _set_src(11, 'answer = None\nshow_solution("05.2")\n'
+                                                              'check("05.2", answer)')),
+    "exercise of another notebook": (check_exercises, _set_src(11, 'answer = None\ncheck("04.1", answer)')),
+    "unregistered exercise": (check_exercises, _set_src(11, 'answer = None\ncheck("05.99", answer)')),
+    "answer in markdown": (check_exercises, _set_src(10, "**Exercise 2.** Again.\n\nAnswer: (256, 256)")),
+    "long code cell": (check_cell_sizes, _set_src(6, "\n".join(f"x{i} = {i}" for i in range(26)))),
+    "setup upgrades": (check_setup, _set_src(1, SETUP_CELL.replace('"-q",', '"-q", "--upgrade",'))),
     "absolute path": (check_paths, _set_src(6, 'root = "/work/main/data"')),
     "windows path": (check_paths, _set_src(3, "## 1. First\n\nPut it in C:\\data")),
     "relative savefig": (check_paths, _set_src(6, 'import matplotlib.pyplot as plt\nplt.savefig("fig.png")')),
