@@ -131,6 +131,17 @@ def _cmd_figures(args: argparse.Namespace) -> int:
     return figures_command(args)
 
 
+def _cmd_pretrain(args: argparse.Namespace) -> int:
+    if args.target == "clip":
+        from .pretrain.clip import PretrainConfig, pretrain_clip
+
+        cfg = PretrainConfig(steps=args.steps, seed=args.seed, fold=args.fold,
+                             categories=tuple(args.categories or ()), batch_size=args.batch_size)
+        pretrain_clip(Path(args.out), cfg, progress=not args.no_progress)
+        return 0
+    raise ValueError(f"pretrain: unknown target {args.target!r}; this version can pretrain: clip.")
+
+
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "synth": _cmd_synth,
     "info": _cmd_info,
@@ -140,6 +151,7 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "evaluate": _cmd_evaluate,
     "ablate": _cmd_ablate,
     "figures": _cmd_figures,
+    "pretrain": _cmd_pretrain,
 }
 
 
@@ -166,6 +178,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--n-train", type=int, default=8, help="--world: normal training images per category")
     p.add_argument("--n-test-good", type=int, default=4, help="--world: normal test images per category")
     p.add_argument("--n-test-per-defect", type=int, default=3, help="--world: anomalous test images per defect type")
+
+    p = sub.add_parser("pretrain", help="pretrain a mini backbone on the miniature world (resumable; prints CPU time)")
+    p.add_argument("target", choices=("clip",), help="which backbone: clip (mini-CLIP)")
+    p.add_argument("--out", required=True, help="folder for checkpoints (last.pt), curve.jsonl and final.pt")
+    p.add_argument("--steps", type=int, default=300)
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--fold", type=int, default=0, help="held-out fold (0: the shipped split); its categories are never trained on")
+    p.add_argument("--categories", nargs="+", default=None, help="pretraining categories (default: all but the fold's)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
     p = sub.add_parser("segment", help="the method on one image: maps, masks, overlays and result.json")
     p.add_argument("image", help="an image file (any of PNG/JPEG/BMP/TIFF; grayscale, RGBA, 16-bit are converted)")
