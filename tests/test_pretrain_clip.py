@@ -34,7 +34,7 @@ def test_patch_labels_mark_exactly_the_patches_a_defect_touches() -> None:
 def test_pretrain_a_few_steps_lowers_the_loss_and_resumes(tmp_path) -> None:
     torch.set_num_threads(1)
     cfg = PretrainConfig(steps=8, batch_size=8, image_size=64, lr=3e-3, warmup=1, eval_every=100, ckpt_every=4,
-                         eval_images=1, categories=("ring", "dots"), heldout=("gear", "marble"))
+                         eval_images=2, categories=("ring", "dots"), heldout=("gear", "marble"))
     model, tokenizer = build_model(cfg)
     before = np.mean([_loss_on(model, tokenizer, cfg, s) for s in range(3)])
     pretrain_clip(tmp_path, PretrainConfig(**{**cfg.__dict__, "steps": 4}), progress=False, log=lambda *_: None)
