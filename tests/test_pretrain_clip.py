@@ -10,6 +10,7 @@ import torch
 from clipsam_lite.pretrain.clip import (
     PretrainConfig,
     build_model,
+    dense_loss,
     make_batch,
     patch_labels,
     pretrain_clip,
@@ -48,3 +49,14 @@ def test_pretrain_a_few_steps_lowers_the_loss_and_resumes(tmp_path) -> None:
     assert after < before - 0.3, (before, after)
     lines = [json.loads(x) for x in (tmp_path / "curve.jsonl").read_text().splitlines()]
     assert lines[-1]["step"] == 8 and "heldout_pixel_auroc" in lines[-1] and lines[-1]["cpu_s"] > 0
+
+
+def test_dense_loss_matches_a_hand_computed_cross_entropy() -> None:
+    f = torch.tensor([[[1.0, 0.0], [1.0, 0.0], [0.0, 1.0]]])  # 1 image, 3 patches, D = 2
+    text = torch.tensor([[[1.0, 0.0], [0.0, 1.0]]])  # normal, abnormal
+    labels = torch.tensor([[False, True, True]])
+    easy, hard = np.log1p(np.exp(-1.0)), np.log1p(np.exp(1.0))  # CE of a right / wrong patch at scale 1
+    balanced = 0.5 * (easy + (hard + easy) / 2)
+    assert abs(float(dense_loss([f], text, labels, 1.0)) - balanced) < 1e-5
+    weighted = (easy + 3 * hard + 3 * easy) / 7
+    assert abs(float(dense_loss([f, f], text, labels, 1.0, pos_weight=3.0)) - weighted) < 1e-5
