@@ -136,7 +136,8 @@ def _cmd_pretrain(args: argparse.Namespace) -> int:
         from .pretrain.clip import PretrainConfig, pretrain_clip
 
         cfg = PretrainConfig(steps=args.steps, seed=args.seed, fold=args.fold,
-                             categories=tuple(args.categories or ()), batch_size=args.batch_size)
+                             categories=tuple(args.categories or ()), batch_size=args.batch_size,
+                             dense_pos_weight=None if args.dense_pos_weight <= 0 else args.dense_pos_weight)
         pretrain_clip(Path(args.out), cfg, progress=not args.no_progress)
         return 0
     raise ValueError(f"pretrain: unknown target {args.target!r}; this version can pretrain: clip.")
@@ -187,6 +188,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--fold", type=int, default=0, help="held-out fold (0: the shipped split); its categories are never trained on")
     p.add_argument("--categories", nargs="+", default=None, help="pretraining categories (default: all but the fold's)")
+    p.add_argument("--dense-pos-weight", type=float, default=3.0,
+                   help="weight of a defect patch in the dense term (default 3, the shipped recipe; 0: class-balanced)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
     p = sub.add_parser("segment", help="the method on one image: maps, masks, overlays and result.json")

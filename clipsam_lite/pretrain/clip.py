@@ -10,9 +10,11 @@ The loss per step (batch of world images at 128 px, their captions):
 - **dense patch-text term** [ours]: every layer's patch tokens go through CLIP's own ``ln_post`` and
   ``proj`` (exactly the training-free head of :func:`clipsam_lite.clip_maps.training_free_head`), are
   scored at ``logit_scale = 100`` against the object's normal / abnormal prompt text (sentences drawn
-  from the prompt ensembles of :mod:`clipsam_lite.clip_maps`), and trained with a class-balanced cross
-  entropy, label = "the patch overlaps a defect". It buys the patch-level alignment that real CLIP gets
-  from scale; without it, the training-free map is below chance inside the object (PROTOTYPES.md).
+  from the prompt ensembles of :mod:`clipsam_lite.clip_maps`), and trained with a weighted cross
+  entropy, label = "the patch overlaps a defect", a defect patch weighing 3 normal ones (class-balanced
+  weighting biased ``S_a`` so far towards "abnormal" that ``S_a > 0.5`` covered most normal objects).
+  It buys the patch-level alignment that real CLIP gets from scale; without it, the training-free map
+  is below chance inside the object (PROTOTYPES.md).
 
 Seeded and resumable: the data of step ``k`` depends only on (seed, k), and ``DIR/last.pt`` (model,
 optimiser, step, CPU time; saved every ``ckpt_every`` steps and at the end) lets a killed run continue.
@@ -51,7 +53,7 @@ class PretrainConfig:
     image_size: int = 128
     dense_weight: float = 1.0
     dense_scale: float = 100.0
-    dense_pos_weight: float | None = None
+    dense_pos_weight: float | None = 3.0
     """None: class-balanced patch CE (positives and negatives weigh half each); w: a defect patch weighs w
     normal ones (less shift of the 0.5 threshold towards "abnormal") [ours]."""
     prompts_per_state: int = 2
