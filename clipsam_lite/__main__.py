@@ -23,8 +23,15 @@ from .config import PROFILES, get_config, resolve_profile
 
 
 def _cmd_synth(args: argparse.Namespace) -> int:
-    from .synthetic import make_synthetic
+    from .synthetic import make_synthetic, make_world
 
+    if args.world or args.categories:
+        root = make_world(Path(args.out), args.categories, seed=args.seed, image_size=args.image_size,
+                          n_train=args.n_train, n_test_good=args.n_test_good, n_test_per_defect=args.n_test_per_defect)
+        n = sum(1 for _ in Path(root).rglob("*.png"))
+        print(f"Wrote the miniature world (seed {args.seed}, categories {args.categories or 'all'}) in the MVTec "
+              f"layout to {root}: {n} PNG files (object/region masks under <category>/world_masks/).")
+        return 0
     root = make_synthetic(Path(args.out), seed=args.seed, signature=args.signature,
                           image_size=args.image_size)
     n = sum(1 for _ in Path(root).rglob("*.png"))
@@ -130,6 +137,18 @@ def _cmd_figures(args: argparse.Namespace) -> int:
     return figures_command(args)
 
 
+def _cmd_pretrain(args: argparse.Namespace) -> int:
+    if args.target == "clip":
+        from .pretrain.clip import PretrainConfig, pretrain_clip
+
+        cfg = PretrainConfig(steps=args.steps, seed=args.seed, fold=args.fold,
+                             categories=tuple(args.categories or ()), batch_size=args.batch_size,
+                             dense_pos_weight=None if args.dense_pos_weight <= 0 else args.dense_pos_weight)
+        pretrain_clip(Path(args.out), cfg, progress=not args.no_progress)
+        return 0
+    raise ValueError(f"pretrain: unknown target {args.target!r}; this version can pretrain: clip.")
+
+
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "synth": _cmd_synth,
     "info": _cmd_info,
@@ -139,6 +158,7 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "evaluate": _cmd_evaluate,
     "ablate": _cmd_ablate,
     "figures": _cmd_figures,
+    "pretrain": _cmd_pretrain,
 }
 
 
@@ -197,6 +217,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--image-size", type=_int_between(64, 4096), default=256)
     p.add_argument("--signature", action="store_true",
                    help="draw every defect in one fixed hue (the planted signal for random backbones)")
+    p.add_argument("--world", action="store_true", help="write the miniature world (issue 13) instead of the 4-category sample")
+    p.add_argument("--categories", nargs="+", default=None, help="world categories to write (implies --world)")
+    p.add_argument("--n-train", type=int, default=8, help="--world: normal training images per category")
+    p.add_argument("--n-test-good", type=int, default=4, help="--world: normal test images per category")
+    p.add_argument("--n-test-per-defect", type=int, default=3, help="--world: anomalous test images per defect type")
+
+    p = sub.add_parser("pretrain", help="pretrain a mini backbone on the miniature world (resumable; prints CPU time)")
+    p.add_argument("target", choices=("clip",), help="which backbone: clip (mini-CLIP)")
+    p.add_argument("--out", required=True, help="folder for checkpoints (last.pt), curve.jsonl and final.pt")
+    p.add_argument("--steps", type=int, default=300)
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--fold", type=int, default=0, help="held-out fold (0: the shipped split); its categories are never trained on")
+    p.add_argument("--categories", nargs="+", default=None, help="pretraining categories (default: all but the fold's)")
+    p.add_argument("--dense-pos-weight", type=float, default=3.0,
+                   help="weight of a defect patch in the dense term (default 3, the shipped recipe; 0: class-balanced)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
     p = sub.add_parser("segment", help="the method on one image: maps, masks, overlays and result.json")
     p.add_argument("image", help="an image file (any of PNG/JPEG/BMP/TIFF; grayscale, RGBA, 16-bit are converted)")
