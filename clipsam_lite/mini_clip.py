@@ -25,6 +25,7 @@ WEIGHTS_DIR = Path(__file__).resolve().parent / "weights" / "mini_clip"
 WEIGHTS_FILE = "mini_clip.safetensors"
 MANIFEST_FILE = "manifest.json"
 MINI_CLIP_NAME = "clipsam-mini-vit"
+_CONFIG_JSON = Path(__file__).resolve().parent / "assets" / "model_configs" / f"{MINI_CLIP_NAME}.json"
 _ROWS, _IDS = "token_embedding.rows", "token_embedding.ids"
 
 
@@ -126,9 +127,8 @@ def load_mini_clip(path: str | Path | None = None, device: torch.device | str = 
     import open_clip  # after the checks: a wrong file fails before any expensive import
     from safetensors.torch import load_file
 
-    from .models import register_model_configs
-
-    register_model_configs()
+    if MINI_CLIP_NAME not in open_clip.list_models():  # open_clip's own config mechanism
+        open_clip.add_model_config(_CONFIG_JSON)
     tensors = load_file(str(path))
     ids = tensors.pop(_IDS).long()
     rows = tensors.pop(_ROWS)

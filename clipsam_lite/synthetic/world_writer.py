@@ -1,6 +1,7 @@
 """Writing the miniature world in the MVTec-AD layout, with its object and region masks. [ours]
 
-Taught in notebook 00 (section "The miniature world"). :func:`make_world` writes world categories so
+Taught in notebook 00 (section "The miniature world"); no METHOD.md step (the layout is METHOD.md's "Evaluation
+protocol" one). :func:`make_world` writes world categories so
 that :func:`clipsam_lite.datasets.load_dataset` reads them like MVTec-AD: ``test/<type>/NNN.png`` holds
 images whose first defect is ``<type>`` (1-4 defects of mixed types; the ground truth is the union of
 all of them). Beside the MVTec folders, ``<category>/world_masks/<split>/<type>/NNN_object.png`` and
