@@ -40,7 +40,8 @@ class PlantedPredictor:
 
 
 def _cfg(**kw):
-    return get_config("tiny", secondary_points=False, box_margin=5, **kw)
+    # lengths in the planted maps' own pixels (the SAM-1024-frame unit has its own tests)
+    return get_config("tiny", secondary_points=False, box_margin=5, **{"length_unit": "original", **kw})
 
 
 def test_logits_pass_unchanged_from_stage_to_stage():
@@ -108,7 +109,7 @@ def test_points_and_labels_reach_sam_in_its_convention():
 
 
 def test_secondary_points_inside_m1_and_in_its_ring():
-    cfg = get_config("tiny", k_secondary_pos=2, k_secondary_neg=2, d_min=5.0, secondary_ring=4)
+    cfg = get_config("tiny", k_secondary_pos=2, k_secondary_neg=2, d_min=5.0, secondary_ring=4, length_unit="original")
     s_a = np.full((40, 40), 0.5, np.float32)
     m1 = np.zeros((40, 40), bool)
     m1[10:20, 10:20] = True
@@ -126,7 +127,7 @@ def test_secondary_points_inside_m1_and_in_its_ring():
 
 @pytest.mark.parametrize("fusion", ["gate", "mask", "sigmoid_logits", "blend", "gate_dilated"])
 def test_fusion_modes_give_their_documented_maps(fusion):
-    cfg = get_config("tiny", fusion=fusion, alpha=0.25, gate_dilation=1)
+    cfg = get_config("tiny", fusion=fusion, alpha=0.25, gate_dilation=1, length_unit="original")
     s_a = np.array([[0.2, 0.4, 0.6], [0.8, 1.0, 0.1], [0.3, 0.5, 0.7]], np.float32)
     m3 = np.zeros((3, 3), bool)
     m3[1, 1] = True

@@ -24,8 +24,11 @@ from clipsam_lite.sam_features import SamEmbedding
 
 
 def _cfg(**kw) -> Config:
+    # lengths in the map's own pixels (these maps are images) and no cap on the prompt sets: the planted
+    # answers below are in pixels; the SAM-1024-frame unit and the cap have their own tests
     base = dict(tau_mode="absolute", tau=0.5, k_pos=3, k_neg=3, d_min=10.0, ring_radius=8,
-                negative_strategy="ring_low_score", per_component=True, min_component_area=1)
+                negative_strategy="ring_low_score", per_component=True, min_component_area=1,
+                length_unit="original", max_prompt_sets=0)
     return Config(**{**base, **kw})
 
 
