@@ -76,19 +76,27 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 def _cmd_segment(args: argparse.Namespace) -> int:
     from .clip_maps import object_name_for
     from .demo import choose_adapter
+    from .evaluate import parse_overrides
     from .images import read_image
     from .models import load_models
-    from .pipeline import segment, write_outputs
+    from .pipeline import check_image_pixels, segment, write_outputs
 
-    image = read_image(args.image)  # clear errors for missing / corrupt files before any model loads
-    models = load_models(args.profile, clip_checkpoint=args.clip_checkpoint, sam_checkpoint=args.sam_checkpoint)
-    print(models.banner())
-    cfg = models.cfg
+    cfg = get_config(args.profile)
+    overrides = parse_overrides(args.set, cfg)  # bad --set values fail before any file is read
     if args.stages:
-        cfg = cfg.replace(stages=args.stages)
+        overrides["stages"] = args.stages
+    if args.precision:
+        overrides["precision"] = args.precision
+    cfg = cfg.replace(**overrides)
+    check_image_pixels(_header_size(args.image), cfg, str(args.image))  # before decoding a huge file
+    image = read_image(args.image)  # clear errors for missing / corrupt files before any model loads
+    check_image_pixels(image.shape[:2], cfg, str(args.image))
+    models = load_models(cfg, clip_checkpoint=args.clip_checkpoint, sam_checkpoint=args.sam_checkpoint)
+    print(models.banner())
     if not args.adapter:
         print("No --adapter given: using the training-free CLIP head (train one with `train-adapter`).")
     adapter, cfg = choose_adapter(models, cfg, args.adapter, log=print)
+    cfg = cfg.replace(**overrides)  # what the user --set wins over the head's defaults
     result = segment(image, object_name_for(args.object), models, cfg, adapter=adapter)
     out = Path(args.out)
     written = write_outputs(result, image, cfg, out, profile=models.profile)
@@ -97,6 +105,17 @@ def _cmd_segment(args: argparse.Namespace) -> int:
     print(f"Segmented {args.image} ({result.size[1]} x {result.size[0]}), object {args.object!r}: {state}.")
     print(f"Wrote {len(written)} files to {out}: " + ", ".join(p.name for p in written))
     return 0
+
+
+def _header_size(path: str) -> tuple[int, int]:
+    """``(H, W)`` from the image file's header without decoding it; ``(0, 0)`` if unreadable (read_image reports)."""
+    try:
+        from PIL import Image
+
+        with Image.open(path) as im:
+            return int(im.size[1]), int(im.size[0])
+    except Exception:
+        return 0, 0
 
 
 def _cmd_train_adapter(args: argparse.Namespace) -> int:
@@ -161,6 +180,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--profile", choices=PROFILES, default=None)
     p.add_argument("--adapter", default=None, help="an adapter file from train-adapter (else the training-free head)")
     p.add_argument("--stages", type=int, choices=(1, 2, 3), default=None, help="CPS stages to run (default 3)")
+    p.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
+                   help="change a Config field, e.g. --set tau=0.6 --set max_prompt_sets=4 (repeatable)")
+    p.add_argument("--precision", choices=("auto", "fp32", "bf16", "fp16"), default=None,
+                   help="autocast of the CLIP and SAM encoders (default auto: bf16 on a CUDA GPU that has it, else fp32)")
     p.add_argument("--clip-checkpoint", default=None, help="a local open_clip checkpoint file (offline machines)")
     p.add_argument("--sam-checkpoint", default=None, help="a local SAM checkpoint file (offline machines)")
     p.add_argument("--out", required=True, help="output folder (created)")

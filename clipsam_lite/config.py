@@ -245,6 +245,26 @@ _PRESETS: dict[str, dict[str, Any]] = {
 }
 
 
+TRAINING_FREE_SETTINGS: dict[str, dict[str, Any]] = {
+    "paper": dict(vv_attention=True, vv_last_layers=12, tau_mode="otsu"),
+    "base": dict(vv_attention=True, vv_last_layers=6, tau_mode="otsu"),
+}
+"""What a real profile switches to when it runs the training-free head (no adapter) [ours, issue 11.10]:
+raw patch tokens through ``ln_post``/``proj`` give poor or inverted maps (why CLIP Surgery exists), so
+the value-value attention path runs in the last half of the blocks (CLIP Surgery / MaskCLIP), and the
+uncalibrated absolute ``tau = 0.5`` becomes a per-image Otsu threshold. ``Config.training_free_tuning``
+turns this off; ``--set`` overrides any of these fields afterwards."""
+
+
+def training_free_settings(cfg: Config) -> Config:
+    """``cfg`` with :data:`TRAINING_FREE_SETTINGS` of its profile applied (unchanged for ``tiny``, or when
+    ``cfg.training_free_tuning`` is False)."""
+    changes = TRAINING_FREE_SETTINGS.get(cfg.profile)
+    if not changes or not cfg.training_free_tuning:
+        return cfg
+    return cfg.replace(**changes)
+
+
 def resolve_profile(profile: str | None = None) -> str:
     """The profile to use: the argument, else ``$CLIPSAM_PROFILE``, else ``base``."""
     name = profile or os.environ.get(PROFILE_ENV) or DEFAULT_PROFILE
@@ -268,4 +288,5 @@ def preset(profile: str) -> dict[str, Any]:
     return dict(_PRESETS[resolve_profile(profile)])
 
 
-__all__ = ["Config", "PROFILES", "PROFILE_ENV", "get_config", "resolve_profile", "preset"]
+__all__ = ["Config", "PROFILES", "PROFILE_ENV", "get_config", "resolve_profile", "preset", "TRAINING_FREE_SETTINGS",
+           "training_free_settings"]

@@ -279,8 +279,70 @@ def result_dict(result: Result, cfg: Config, profile: str) -> dict[str, Any]:
     }
 
 
+DISPLAY_MAX_SIDE = 1024
+"""Figures of ``write_outputs`` are drawn from copies at most this many pixels a side [ours, issue 12.1]."""
+
+
+def display_copy(result: Result, image: np.ndarray, cfg: Config, max_side: int = DISPLAY_MAX_SIDE
+                 ) -> tuple[Result, np.ndarray]:
+    """``(result, image)`` brought down to at most ``max_side`` pixels a side, for drawing only [ours].
+
+    A figure is a few hundred pixels wide, but matplotlib converts every full-size array it is given to
+    RGBA float64 (over 500 MB for a 4096^2 image, per panel). The copy holds the image, ``S_a`` and the
+    final map resized, the final mask (nearest), every point and box scaled to the display frame (PPG's
+    too, so they land on the drawn map), and each stage's mask recomputed from SAM's low-res logits at
+    the display size (``CascadeResult.full_mask``). The ``.npy`` and ``mask.png`` outputs keep full size.
+    """
+    import copy
+    import dataclasses
+
+    import torch
+
+    from .clip_maps import resize_map
+    from .cps import CascadeFrame
+    from .sam_features import input_frame_size
+
+    H, W = result.size
+    if max(H, W) <= max_side:
+        return result, image
+    k = max_side / max(H, W)
+    size = (max(1, round(H * k)), max(1, round(W * k)))
+    sx, sy = size[1] / W, size[0] / H
+
+    def small(m: np.ndarray) -> np.ndarray:
+        with torch.no_grad():
+            return resize_map(torch.from_numpy(np.ascontiguousarray(m, dtype=np.float32)), size).numpy()
+
+    def pts(p: np.ndarray) -> np.ndarray:
+        return np.asarray(p, dtype=np.float64).reshape(-1, 2) * np.array([sx, sy])
+
+    from PIL import Image
+
+    img = np.asarray(Image.fromarray(image).resize((size[1], size[0]), Image.BILINEAR))
+    img_size = _sam_img_size(cfg)
+    cascades = []
+    for c in result.cascades:
+        frame = c.frame or CascadeFrame(result.size, result.size, input_frame_size(result.size, img_size), img_size)
+        stages = [dataclasses.replace(st, points=pts(st.points), box=None if st.box is None else pts(st.box).reshape(4))
+                  for st in c.stages]
+        cascades.append(dataclasses.replace(c, stages=stages, frame=dataclasses.replace(frame, original_size=size)))
+    out = copy.copy(result)
+    out.size, out.s_a, out.cascades = size, small(result.s_a), cascades
+    out.final_map = None if result.final_map is None else small(result.final_map)
+    if result.final_mask is not None:
+        out.final_mask = np.asarray(Image.fromarray(result.final_mask).resize((size[1], size[0]), Image.NEAREST))
+    if result.ppg is not None:
+        p = result.ppg
+        sets = [dataclasses.replace(ps, points=pts(p.to_original(ps.points))) for ps in p.prompt_sets]
+        out.ppg = dataclasses.replace(p, prompt_sets=sets, original_size=None)
+    return out, img
+
+
 def write_outputs(result: Result, image: np.ndarray, cfg: Config, out: Path | str, profile: str) -> list[Path]:
-    """``anomaly_map.npy``, ``final_map.npy``, ``stageN.png``, ``mask.png``, ``overlay.png``, ``result.json``."""
+    """``anomaly_map.npy``, ``final_map.npy``, ``stageN.png``, ``mask.png``, ``overlay.png``, ``result.json``.
+
+    The ``.npy`` maps and ``mask.png`` are at the image's size; the figures are drawn from
+    :func:`display_copy` (at most ``DISPLAY_MAX_SIDE`` pixels a side)."""
     import json
 
     from PIL import Image
@@ -294,13 +356,15 @@ def write_outputs(result: Result, image: np.ndarray, cfg: Config, out: Path | st
         np.save(out / name, np.asarray(arr, dtype=np.float32))
         written.append(out / name)
     caption = tiny_caption(profile)
-    for i in range(len(result.stage_masks())):
-        title = f"CPS stage {i + 1}" + (f" [{caption}]" if caption else "")
-        written += save_figure(stage_figure(image, result, i + 1, title=title), out / f"stage{i + 1}.png")
     Image.fromarray(result.final_mask.astype(np.uint8) * 255).save(out / "mask.png")
+    shown, shown_image = display_copy(result, image, cfg)
+    n_stages = max((len(c.stages) for c in result.cascades), default=0)
+    for i in range(n_stages):
+        title = f"CPS stage {i + 1}" + (f" [{caption}]" if caption else "")
+        written += save_figure(stage_figure(shown_image, shown, i + 1, title=title), out / f"stage{i + 1}.png")
     written.append(out / "mask.png")
     title = f"{result.object_name}" + (f" [{caption}]" if caption else "")
-    written += save_figure(result_figure(image, result, suptitle=title), out / "overlay.png")
+    written += save_figure(result_figure(shown_image, shown, suptitle=title), out / "overlay.png")
     (out / "result.json").write_text(json.dumps(result_dict(result, cfg, profile), indent=2) + "\n")
     written.append(out / "result.json")
     return written
