@@ -1,5 +1,8 @@
 """The command line: ``python -m clipsam_lite <command>`` (DESIGN.md, "Command line").
 
+Taught in no notebook: the README's commands (notebook 08, section 6, shows the ``figures`` one).
+No METHOD.md step of its own: it runs steps 1-5 through ``pipeline``, ``evaluate``, ``ablate``, ``figures``.
+
 Every command prints a clear one-paragraph error and exits with status 2 on bad input (a missing
 file, a wrong dataset root, no weights and no network...); ``--debug`` shows the traceback instead.
 """
@@ -132,7 +135,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def _cmd_ablate(args: argparse.Namespace) -> int:
-    from .evaluate import ablate_command
+    from .ablate import ablate_command
 
     return ablate_command(args)
 

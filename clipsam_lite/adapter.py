@@ -1,5 +1,8 @@
 """The adapter head of ``S_a``: one ``nn.Linear`` per CLIP layer, trained APRIL-GAN style (METHOD.md step 1).
 
+Taught in notebook 01 (section 5, "The adapter and its training"). It depends on
+:mod:`clipsam_lite.clip_maps` (tokens, text matrix, maps), never the other way round.
+
 [ours, following APRIL-GAN (Chen et al., 2023)] For each configured layer ``l`` a linear map
 ``width -> D`` takes the layer's raw patch tokens (the block output, before ``ln_post``) into CLIP's
 joint space, where they are compared with the text matrix ``T`` exactly as in the training-free head.

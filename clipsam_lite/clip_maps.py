@@ -1,5 +1,7 @@
 """The CLIP anomaly map ``S_a`` (METHOD.md, step 1).
 
+Taught in notebook 01 (sections 2-7: prompts, patch tokens, the heads, per-layer maps, the image score).
+
 For one image and its object name (e.g. ``"bottle"``):
 
 1. **Text** [paper: CLIP text prompts; ensembles ours, following WinCLIP / APRIL-GAN]: every
@@ -12,7 +14,9 @@ For one image and its object name (e.g. ``"bottle"``):
    blocks (CLS dropped, row-major ``h x w`` grid). :func:`preprocess_images`, :func:`patch_tokens`.
 3. **Head**: ``training_free`` (CLIP's own ``ln_post`` and ``proj``, optionally a value-value attention
    path in the last blocks) or ``adapter`` (one ``nn.Linear`` per layer, trained; see
-   :mod:`clipsam_lite.adapter`). :func:`training_free_head`.
+   :mod:`clipsam_lite.adapter`). :func:`training_free_head`. This module takes a trained head as an
+   argument (anything shaped like :class:`Head`) and never imports the adapter module: the adapter
+   depends on the CLIP map code, not the other way round.
 4. **Map** per layer ``l``: the two-channel logits ``logit_scale * normalize(tokens_l) @ T^T`` -> grid ->
    bilinear upsample to the working resolution -> softmax -> abnormal channel (APRIL-GAN's order;
    ``Config.map_order`` switches to softmax first); mean over layers; optional Gaussian smoothing
@@ -29,7 +33,7 @@ from __future__ import annotations
 import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 import torch
@@ -39,11 +43,24 @@ from .config import Config
 from .models import encoder_autocast
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .adapter import Adapter
     from .models import Models
 
+
+class Head(Protocol):
+    """What :func:`anomaly_maps` needs of a trained head (``cfg.head == "adapter"``), e.g.
+    :class:`clipsam_lite.adapter.Adapter`: per-layer features from per-layer patch tokens, and a
+    check that it was trained for these backbones and layers."""
+
+    def __call__(self, tokens: Sequence[torch.Tensor]) -> list[torch.Tensor]: ...
+
+    def check_compatible(self, models: Models, cfg: Config) -> None: ...
+
+    def to(self, device: torch.device) -> Any: ...
+
+    def eval(self) -> Any: ...
+
 __all__ = [
-    "NORMAL_STATES", "ABNORMAL_STATES", "TEMPLATES", "ClipMaps", "PatchTokens", "object_name_for",
+    "NORMAL_STATES", "ABNORMAL_STATES", "TEMPLATES", "Head", "ClipMaps", "PatchTokens", "object_name_for",
     "prompt_sentences", "text_matrix", "clear_text_cache", "check_image", "clip_mean_std", "preprocess_images",
     "check_layers", "patch_tokens", "head_features", "linear_interp_matrix", "training_free_head", "layer_anomaly_probs", "upsample_grid",
     "MAP_ORDERS", "layer_anomaly_map", "combine_layer_maps",
@@ -475,7 +492,7 @@ def _object_names(object_names: str | Sequence[str], n: int) -> list[str]:
     return names
 
 
-def head_features(models: Models, pt: PatchTokens, cfg: Config, adapter: Adapter | None) -> list[torch.Tensor]:
+def head_features(models: Models, pt: PatchTokens, cfg: Config, adapter: Head | None) -> list[torch.Tensor]:
     """Per-layer ``B x N x D`` features from the configured head."""
     if cfg.head == "adapter":
         return adapter(pt.tokens)
@@ -483,7 +500,7 @@ def head_features(models: Models, pt: PatchTokens, cfg: Config, adapter: Adapter
 
 
 def anomaly_maps(models: Models, images: list[np.ndarray], object_names: str | list[str], cfg: Config | None = None,
-                 adapter: Adapter | None = None) -> ClipMaps:
+                 adapter: Head | None = None) -> ClipMaps:
     """``S_a`` for each image (METHOD.md step 1), batched by ``cfg.batch_size`` with one backbone forward per batch.
 
     ``object_names``: one name for all images or one per image (``"metal_nut"`` is read as

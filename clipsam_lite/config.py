@@ -1,5 +1,8 @@
 """Every hyper-parameter of the method, named after the paper's symbols, and the profile presets.
 
+Taught in notebook 00 (section 2, "Three profiles"), and in every notebook that changes a field
+with ``cfg.replace``.
+
 METHOD.md marks each choice **[paper]** (stated by Hou et al., PRCV 2024) or **[ours]** (our default
 where the paper is silent). Every [ours] choice is a field here, with its alternatives listed, so a
 notebook can ablate it and a reader with the PDF can switch to the paper's exact choice.

@@ -1,5 +1,7 @@
 """CPS: Cascaded Prompts for SAM (METHOD.md step 4) and the final score map (step 5).
 
+Taught in notebooks 04 (stage 1), 05 (stage 2) and 06 (stage 3, section 4: the five fusions).
+
 Three passes of SAM's lightweight mask decoder on one image embedding **[paper]**:
 
 1. points (PPG's positives, label 1, and negatives, label 0) -> ``M1`` and SAM's low-res ``logit1``;

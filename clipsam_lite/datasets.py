@@ -1,8 +1,8 @@
 """MVTec-AD, VisA and plain-folder datasets: ``Item``, ``Record``, ``load_dataset`` and their errors.
 
-Taught in notebook 00 (section "Datasets"); METHOD.md, "Evaluation protocol" (the official layouts
-and VisA's ``split_csv/1cls.csv``). Items are read lazily; layout problems are reported when the
-dataset is built. [ours]
+Taught in notebook 00 (section 7, "Real data: MVTec-AD and VisA"); METHOD.md, "Evaluation protocol" (the
+official layouts and VisA's ``split_csv/1cls.csv``). Items are read lazily; layout problems are reported
+when the dataset is built. [ours]
 """
 
 from __future__ import annotations

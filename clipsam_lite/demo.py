@@ -1,5 +1,8 @@
 """The embedded default: the synthetic sample, its auxiliary/held-out split, and the demo run.
 
+Taught in notebook 00 (section 6, "The auxiliary / held-out split on synthetic data"); METHOD.md,
+"Task" (the zero-shot convention).
+
 Zero-shot in this field means the adapter is trained on an *auxiliary* dataset and tested on
 categories it never saw (METHOD.md, "Task"). The synthetic sample mirrors that: the adapter learns
 on :data:`AUX_CATEGORIES` and the demo, tests and notebooks evaluate on :data:`HELD_OUT_CATEGORIES`.
@@ -155,9 +158,10 @@ def run_demo(profile: str | None, out: Path, log: Callable[[str], None] = print)
     from .datasets import load_dataset
     from .metrics import AUPRO_DEFINITION
     from .models import load_models
+    from .panels import save_figure, tiny_caption
     from .pipeline import segment_batch
     from .synthetic import sample_root
-    from .viz import result_figure, save_figure, tiny_caption
+    from .viz import result_figure
 
     name = choose_demo_profile(profile)
     models = load_models(name)

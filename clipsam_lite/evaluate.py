@@ -1,6 +1,7 @@
-"""Batched, resumable evaluation over a dataset; the ablation grid; results tables (METHOD.md, "Evaluation protocol").
+"""Batched, resumable evaluation over a dataset, and its results tables (METHOD.md, "Evaluation protocol").
 
-Everything here is **[ours]**: the field's evaluation convention, not the paper's contribution.
+Taught in notebook 07 (sections 4 and 6: evaluating the method, our numbers beside the published
+ones). Everything here is **[ours]**: the field's evaluation convention, not the paper's contribution.
 
 Protocol (stated in every table this module writes)
     * Per category, then the mean over categories. Pixel level: AUROC, AP, F1-max, AUPRO
@@ -12,43 +13,20 @@ Protocol (stated in every table this module writes)
       Masks are binarised when read: MVTec-AD at half of the maximum ("0.5"), VisA and folders with
       ``!= 0``.
 
-Resumable cache
-    Each image's result is written, as soon as it is made, to ``OUT/cache/<key>/`` (``final_map.npy``
-    and ``s_a.npy``: float32 at the evaluation resolution; ``entry.json``: image score, label, ...).
-    The folder is written under a temporary name and renamed into place, so an entry either exists
-    whole or not at all. ``<key>`` is a SHA-256 of everything that can change the numbers: dataset,
-    root, category, the image's path, size and modification time (and its mask's), profile, backbone
-    fingerprints, every :class:`~clipsam_lite.config.Config` field (resolution, batch size and stages
-    included), the adapter's SHA-256, the package and torch versions, torch's CPU thread count, the
-    device type, and the other images of the image's batch. The last one is there because batched forwards may round
-    differently with other batch peers (GPU kernels are chosen by batch size): batches are fixed
-    slices of a category's image list, and a batch with any missing entry is recomputed whole (only
-    its missing entries are written). So a run killed at any moment and restarted with the same
-    arguments recomputes at most the one batch in flight and ends with bit-identical maps and
-    results; changed arguments get other keys and never read an old entry. ``--fresh`` deletes
-    ``OUT/cache/`` first. Metrics are always computed from the cached arrays, so the resumed and the
-    uninterrupted path read the same bytes.
-
-Ablation
-    :func:`ablate` runs the grid of METHOD.md: negative strategy x CPS stages x fusion, plus stage 0
-    (the CLIP map ``S_a`` alone, one row). Each image's CLIP map and SAM embedding are computed once
-    (one CLIP pass and at most one SAM encoder pass per image for the whole grid); the decoder
-    cascade runs once per (strategy, stages) and the five fusions are read from its mask and logits.
-    Category by category, so memory stays bounded by the largest category.
+Where the rest lives
+    The per-image cache that makes a run resumable (keys, atomic entries): :mod:`clipsam_lite.eval_cache`.
+    The ablation grid, which reuses this module's set-up and tables: :mod:`clipsam_lite.ablate`.
 """
 
 from __future__ import annotations
 
 import contextlib
 import csv
-import hashlib
 import io
 import json
 import math
 import os
-import shutil
 import time
-import uuid
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -57,39 +35,41 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from . import __version__
-from .config import FUSIONS, NEGATIVE_STRATEGIES, Config
+from .config import Config
+from .eval_cache import (
+    CACHE_FORMAT,
+    EvaluationError,
+    _entry_done,
+    _file_digest,
+    _open_cache,
+    _sam_fingerprint,
+    _weights_digest,
+    _write_entry,
+    entry_key,
+    eval_mask,
+    load_entry,
+)
 from .synthetic import synthetic_meta
 
 if TYPE_CHECKING:  # pragma: no cover
     from .adapter import Adapter
     from .datasets import Dataset, Record
     from .models import Models
-    from .sam_features import SamEmbedding
 
 __all__ = [
-    "METRIC_KEYS", "PIXEL_KEYS", "CACHE_FORMAT", "EvaluationError", "EvalSetup", "Evaluation", "Ablation",
-    "Setting", "prepare", "parse_overrides", "select_indices", "run_identity", "entry_key", "eval_mask", "eval_map",
-    "load_entry", "evaluate", "ablate", "grid_settings", "protocol_lines", "PUBLISHED", "PUBLISHED_COLUMNS",
-    "comparison_markdown", "evaluate_command", "ablate_command",
+    "METRIC_KEYS", "PIXEL_KEYS", "EvaluationError", "EvalSetup", "Evaluation", "prepare",
+    "parse_overrides", "select_indices", "run_identity", "evaluate", "protocol_lines", "PUBLISHED", "PUBLISHED_COLUMNS",
+    "comparison_markdown", "evaluate_command",
 ]
 
 PIXEL_KEYS: tuple[str, ...] = ("pixel_auroc", "pixel_ap", "pixel_f1_max", "pixel_aupro")
 IMAGE_KEYS: tuple[str, ...] = ("image_auroc", "image_ap", "image_f1_max")
 METRIC_KEYS: tuple[str, ...] = PIXEL_KEYS + IMAGE_KEYS
 """The seven numbers reported per category (METHOD.md, "Evaluation protocol")."""
-CACHE_FORMAT = 1
-"""Bumped whenever what a cache entry holds changes (it is part of every key)."""
-CACHE_MARKER = "CLIPSAM_EVAL_CACHE.txt"
-"""A file in ``OUT/cache/``: ``--fresh`` deletes only a cache folder that carries it."""
-ENTRY_FILES: tuple[str, ...] = ("final_map.npy", "s_a.npy", "entry.json")
 
 _HEADERS = {"pixel_auroc": "pixel AUROC", "pixel_ap": "pixel AP", "pixel_f1_max": "pixel F1-max",
             "pixel_aupro": "pixel AUPRO", "image_auroc": "image AUROC", "image_ap": "image AP",
             "image_f1_max": "image F1-max"}
-
-
-class EvaluationError(ValueError):
-    """Bad evaluation input (unlabelled images, a foreign cache folder, ...); the message names the fix."""
 
 
 # --------------------------------------------------------------------------------------------------
@@ -149,35 +129,6 @@ def select_indices(records: Sequence[Record], categories: Sequence[str], max_ima
         out[cat] = sorted(spread(normal, k_norm) + spread(anomalous, k_anom))
     return out
 
-
-def _file_digest(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 22), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
-def _weights_digest(module: Any) -> str:
-    """SHA-256 of a module's state_dict (names, shapes, float32 bytes), for adapters built in memory."""
-    h = hashlib.sha256()
-    for name, t in sorted(module.state_dict().items()):
-        a = t.detach().cpu().float().contiguous().numpy()
-        h.update(name.encode())
-        h.update(str(a.shape).encode())
-        h.update(a.tobytes())
-    return h.hexdigest()
-
-
-def _sam_fingerprint(models: Models) -> str:
-    """A short SHA-256 of SAM's patch embedding and mask-decoder output tokens (like ``backbone_fingerprint``)."""
-    import torch
-
-    sam = models.sam
-    h = hashlib.sha256()
-    for t in (sam.image_encoder.patch_embed.proj.weight, sam.mask_decoder.mask_tokens.weight):
-        h.update(t.detach().float().cpu().to(torch.float16).contiguous().numpy().tobytes())
-    return h.hexdigest()[:16]
 
 
 def parse_overrides(pairs: Sequence[str], cfg: Config) -> dict[str, Any]:
@@ -326,10 +277,6 @@ def prepare(dataset: str, root: str | os.PathLike[str], *, profile: str | None =
                      selection=selection, max_images=max_images, notes=notes)
 
 
-# --------------------------------------------------------------------------------------------------
-# Cache keys and entries
-# --------------------------------------------------------------------------------------------------
-
 def run_identity(setup: EvalSetup) -> dict[str, Any]:
     """Everything run-wide that can change a cached image's numbers (hashed into every entry key) [ours]."""
     import torch
@@ -345,128 +292,6 @@ def run_identity(setup: EvalSetup) -> dict[str, Any]:
         "backbones": {"clip": backbone_fingerprint(models), "sam": _sam_fingerprint(models)},
         "config": setup.cfg.to_dict(), "adapter_sha256": setup.adapter_info.get("sha256"),
     }
-
-
-def _stat(path: str | None) -> list[int] | None:
-    if path is None:
-        return None
-    st = os.stat(path)
-    return [int(st.st_size), int(st.st_mtime_ns)]
-
-
-def entry_key(identity: dict[str, Any], record: Record, batch_paths: Sequence[str]) -> str:
-    """The cache key of one image: SHA-256 of ``identity``, the image, its mask and its batch peers [ours]."""
-    payload = {
-        "run": identity, "category": record.category, "image": str(Path(record.path).resolve()),
-        "image_stat": _stat(record.path), "mask": record.mask_path, "mask_stat": _stat(record.mask_path),
-        "label": record.label, "batch": [str(Path(p).resolve()) for p in batch_paths],
-    }
-    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode("utf-8")).hexdigest()[:32]
-
-
-def eval_map(score_map: np.ndarray, resolution: int) -> np.ndarray:
-    """A score map at the evaluation resolution: short side to ``resolution`` (bilinear), centre crop; float32."""
-    from .images import resize_center_crop
-
-    return resize_center_crop(np.asarray(score_map, dtype=np.float32), resolution).astype(np.float32, copy=False)
-
-
-def eval_mask(record: Record, mask_rule: str, resolution: int) -> np.ndarray:
-    """A record's ground truth at the evaluation resolution (bool); all False for a normal image.
-
-    The mask is binarised when read (``read_mask``: MVTec half of the maximum, VisA ``!= 0``), then
-    resized with area interpolation and ``>= 0.5`` and centre-cropped (``resize_center_crop``).
-    """
-    from .images import read_mask, resize_center_crop
-
-    if record.mask_path is None:
-        return np.zeros((resolution, resolution), dtype=bool)
-    return resize_center_crop(read_mask(record.mask_path, mask_rule), resolution, is_mask=True)
-
-
-def _entry_done(folder: Path) -> bool:
-    return all((folder / f).is_file() for f in ENTRY_FILES)
-
-
-def _write_entry(cache: Path, key: str, record: Record, result: Any, resolution: int) -> None:
-    """Write one image's entry into a temporary folder, then rename it to ``cache/<key>`` (atomic)."""
-    final = cache / key
-    tmp = cache / f".tmp-{key}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
-    tmp.mkdir(parents=True)
-    try:
-        np.save(tmp / "final_map.npy", eval_map(result.final_map, resolution))
-        np.save(tmp / "s_a.npy", eval_map(result.s_a, resolution))
-        meta = {"image": record.path, "category": record.category, "defect_type": record.defect_type,
-                "label": int(record.label), "image_score": float(result.image_score),
-                "is_normal": bool(result.is_normal), "prompt_sets": len(result.cascades),
-                "final_mask_area": int(result.final_mask.sum()) if result.final_mask is not None else 0,
-                "size": list(result.size)}
-        (tmp / "entry.json").write_text(json.dumps(meta, indent=1) + "\n", encoding="utf-8")
-        try:
-            os.rename(tmp, final)
-        except OSError:
-            if not _entry_done(final):  # not a finished twin written by a concurrent run: a real error
-                raise
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
-
-
-@dataclass
-class CachedEntry:
-    """One image's cached result (what the metrics read)."""
-
-    final_map: np.ndarray
-    s_a: np.ndarray
-    image_score: float
-    label: int
-    meta: dict[str, Any]
-
-
-def load_entry(folder: str | os.PathLike[str]) -> CachedEntry:
-    """Read ``cache/<key>/`` back; a damaged entry raises :class:`EvaluationError` naming it."""
-    folder = Path(folder)
-    try:
-        meta = json.loads((folder / "entry.json").read_text(encoding="utf-8"))
-        final = np.load(folder / "final_map.npy")
-        s_a = np.load(folder / "s_a.npy")
-    except (OSError, ValueError) as e:
-        raise EvaluationError(f"Cache entry {folder} cannot be read ({type(e).__name__}: {e}); delete that folder "
-                              "(it is recomputed) or rerun with --fresh.") from None
-    return CachedEntry(final_map=final, s_a=s_a, image_score=float(meta["image_score"]), label=int(meta["label"]),
-                       meta=meta)
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except OSError:  # e.g. permission denied: it exists
-        return True
-    return True
-
-
-def _open_cache(out: Path, fresh: bool) -> Path:
-    """``out/cache`` ready for use: created with its marker, wiped first if ``fresh``, stale temp folders removed."""
-    cache = out / "cache"
-    if cache.exists() and not (cache / CACHE_MARKER).is_file():
-        raise EvaluationError(f"{cache} exists but is not an evaluation cache (no {CACHE_MARKER}); choose another "
-                              "--out folder, or move that folder away. Nothing was deleted.")
-    if fresh and cache.exists():
-        shutil.rmtree(cache)
-    cache.mkdir(parents=True, exist_ok=True)
-    marker = cache / CACHE_MARKER
-    if not marker.is_file():
-        marker.write_text("Per-image evaluation cache of clipsam-lite (python -m clipsam_lite evaluate). Each folder "
-                          "is one image's result, named by a hash of everything that changes it.\nSafe to delete; "
-                          "--fresh deletes it.\n", encoding="utf-8")
-    for tmp in cache.glob(".tmp-*"):  # left by a killed run (the pid in the name is gone)
-        parts = tmp.name.split("-")
-        pid = int(parts[2]) if len(parts) > 3 and parts[2].isdigit() else -1
-        if not _pid_alive(pid):
-            shutil.rmtree(tmp, ignore_errors=True)
-    return cache
 
 
 # --------------------------------------------------------------------------------------------------
@@ -748,227 +573,6 @@ def _write_results(results: dict[str, Any], out: Path) -> list[Path]:
 
 
 # --------------------------------------------------------------------------------------------------
-# ablate
-# --------------------------------------------------------------------------------------------------
-
-@dataclass(frozen=True)
-class Setting:
-    """One row of the ablation grid; ``stages == 0`` is the CLIP map alone (no strategy, no fusion)."""
-
-    negative_strategy: str | None
-    stages: int
-    fusion: str | None
-
-    @property
-    def name(self) -> str:
-        if self.stages == 0:
-            return "stage 0 (S_a alone)"
-        return f"{self.negative_strategy} / {self.stages} stage{'s' if self.stages > 1 else ''} / {self.fusion}"
-
-
-def grid_settings(strategies: Sequence[str] = NEGATIVE_STRATEGIES, stages: Sequence[int] = (1, 2, 3),
-                  fusions: Sequence[str] = FUSIONS) -> list[Setting]:
-    """Stage 0 first, then every (negative strategy, stages, fusion) of METHOD.md's grid [ours]."""
-    for s in strategies:
-        if s not in NEGATIVE_STRATEGIES:
-            raise EvaluationError(f"Unknown negative strategy {s!r}; choose from {list(NEGATIVE_STRATEGIES)}.")
-    for f in fusions:
-        if f not in FUSIONS:
-            raise EvaluationError(f"Unknown fusion {f!r}; choose from {list(FUSIONS)}.")
-    for n in stages:
-        if n not in (1, 2, 3):
-            raise EvaluationError(f"CPS stages are 1, 2 or 3 in the grid (stage 0 is always included), got {n!r}.")
-    return [Setting(None, 0, None)] + [Setting(s, n, f) for s in strategies for n in stages for f in fusions]
-
-
-@dataclass
-class _Encoded:
-    """One image's expensive parts, computed once for the whole grid."""
-
-    s_a: np.ndarray
-    image_score: float
-    object_name: str
-    embedding: SamEmbedding | None
-    mask: np.ndarray
-    label: int
-
-
-@dataclass
-class Ablation:
-    """What :func:`ablate` returns: the table (``ablation.json``'s content) and the pass counts."""
-
-    table: dict[str, Any]
-    out: Path
-    written: list[Path]
-    clip_images: int
-    """Images that went through CLIP's visual tower (one per evaluated image)."""
-    sam_encoder_images: int
-    """Images that went through SAM's image encoder (at most one per image; none when M_apa is empty)."""
-    seconds: float = 0.0
-
-
-class _ClipImageCounter:
-    """Counts images through CLIP's visual tower (a hook on its patch-embedding convolution)."""
-
-    def __init__(self, models: Models) -> None:
-        self.images = 0
-        self._handle = models.clip.visual.conv1.register_forward_hook(self._hook)
-
-    def _hook(self, module: Any, inputs: tuple, output: Any) -> None:
-        self.images += int(inputs[0].shape[0])
-
-    def close(self) -> None:
-        self._handle.remove()
-
-
-def _encode_category(setup: EvalSetup, category: str, progress: bool) -> list[_Encoded]:
-    """CLIP maps and SAM embeddings of one category, in the same fixed batches as :func:`evaluate`."""
-    from tqdm.auto import tqdm
-
-    from .clip_maps import anomaly_maps, object_name_for
-    from .pipeline import needs_sam
-    from .sam_features import embed_images
-
-    ds, cfg = setup.dataset, setup.cfg
-    out: list[_Encoded] = []
-    with tqdm(total=len(setup.selection[category]), desc=f"encode {category}", unit="img", disable=not progress,
-              leave=False) as bar:
-        for chunk in _chunks(setup.selection[category], cfg.batch_size):
-            records = [ds.records[i] for i in chunk]
-            items = [ds.read(r) for r in records]
-            names = [object_name_for(it.category) for it in items]
-            clip = anomaly_maps(setup.models, [it.image for it in items], names, cfg, adapter=setup.adapter)
-            need = [i for i, s_a in enumerate(clip.maps) if needs_sam(s_a, cfg)[1]]
-            embs = embed_images(setup.models.sam, [items[i].image for i in need], batch_size=cfg.batch_size)
-            by_index = dict(zip(need, embs, strict=True))
-            for i, rec in enumerate(records):
-                out.append(_Encoded(s_a=clip.maps[i], image_score=float(clip.image_scores[i]), object_name=names[i],
-                                    embedding=by_index.get(i), mask=eval_mask(rec, ds.mask_rule, setup.resolution),
-                                    label=int(rec.label)))
-            bar.update(len(records))
-    return out
-
-
-def _grid_maps(setup: EvalSetup, enc: list[_Encoded], settings: list[Setting], progress: bool
-               ) -> Iterator[tuple[Setting, list[np.ndarray]]]:
-    """Yield (setting, final maps at the evaluation resolution); one cascade per (strategy, stages)."""
-    from tqdm.auto import tqdm
-
-    from .cps import fuse
-    from .pipeline import final_mask_and_logits, finish_from_maps
-
-    res = setup.resolution
-    groups: dict[tuple[str, int], list[Setting]] = {}
-    for s in settings:
-        if s.stages == 0:
-            yield s, [eval_map(e.s_a, res) for e in enc]
-        else:
-            groups.setdefault((s.negative_strategy, s.stages), []).append(s)
-    for (strategy, n_stages), members in tqdm(groups.items(), desc="grid", unit="setting", disable=not progress,
-                                              leave=False):
-        cfg = setup.cfg.replace(negative_strategy=strategy, stages=n_stages)
-        maps: dict[str, list[np.ndarray]] = {s.fusion: [] for s in members}
-        for e in enc:
-            r = finish_from_maps(e.s_a, e.image_score, e.object_name, e.embedding, setup.models, cfg)
-            mask, logits = final_mask_and_logits(r.cascades, r.size)
-            for fusion in maps:
-                maps[fusion].append(eval_map(fuse(e.s_a, mask, logits, cfg.replace(fusion=fusion)), res))
-        for s in members:
-            yield s, maps.pop(s.fusion)
-
-
-def ablate(dataset: str, root: str | os.PathLike[str], out: str | os.PathLike[str], *,
-           profile: str | None = None, categories: Sequence[str] | None = None,
-           adapter: str | os.PathLike[str] | Adapter | None = None, resolution: int | None = None,
-           batch_size: int | None = None, max_images: int | None = None, models: Models | None = None,
-           cfg: Config | None = None, strategies: Sequence[str] = NEGATIVE_STRATEGIES,
-           stages: Sequence[int] = (1, 2, 3), fusions: Sequence[str] = FUSIONS,
-           clip_checkpoint: str | None = None, sam_checkpoint: str | None = None,
-           overrides: Sequence[str] | dict[str, Any] | None = None, progress: bool = True,
-           log: Callable[[str], None] | None = print) -> Ablation:
-    """The ablation grid of METHOD.md on a dataset; writes ``ablation.json``, ``ablation.csv``, ``ablation.md`` [ours].
-
-    Rows: stage 0 (``S_a`` alone), then negative strategy x stages x fusion (4 x 3 x 5 = 60 by
-    default). Columns: the mean over categories of the four pixel metrics and of image AUROC (the
-    image score comes from CLIP, so it is the same in every row). Per image, CLIP runs once and SAM's
-    encoder at most once for the whole grid; ``Ablation.clip_images`` / ``sam_encoder_images``
-    count them with forward hooks. Not cached: a rerun recomputes.
-    """
-    from .metrics import image_metrics
-    from .sam_features import EncoderCounter
-
-    say = log or (lambda _s: None)
-    t0 = time.perf_counter()
-    out = Path(out).expanduser()
-    settings = grid_settings(strategies, stages, fusions)
-    setup = prepare(dataset, root, profile=profile, categories=categories, adapter=adapter, stages=None,
-                    resolution=resolution, batch_size=batch_size, max_images=max_images, models=models, cfg=cfg,
-                    clip_checkpoint=clip_checkpoint, sam_checkpoint=sam_checkpoint, overrides=overrides, log=log)
-    keys = (*PIXEL_KEYS, "image_auroc")
-    per_setting: dict[str, dict[str, dict[str, float]]] = {s.name: {} for s in settings}
-    clip_counter = _ClipImageCounter(setup.models)
-    sam_counter = EncoderCounter(setup.models.sam)
-    try:
-        with _deterministic_torch(), sam_counter:
-            for cat in setup.selection:
-                enc = _encode_category(setup, cat, progress)
-                scores = np.array([e.image_score for e in enc], dtype=np.float64)
-                labels = np.array([e.label for e in enc], dtype=np.int64)
-                image_auroc = image_metrics(scores, labels, on_undefined="nan")["auroc"]
-                masks = [e.mask for e in enc]
-                for s, maps in _grid_maps(setup, enc, settings, progress):
-                    per_setting[s.name][cat] = {**_metrics(maps, masks, scores, labels, pixel_only=True),
-                                                "image_auroc": image_auroc}
-                say(f"[ablate] {cat}: {len(enc)} images, {len(settings)} settings")
-                del enc
-    finally:
-        clip_counter.close()
-    rows = []
-    for s in settings:
-        mean = _mean(list(per_setting[s.name].values()), keys)
-        rows.append({"setting": s.name, "negative_strategy": s.negative_strategy, "stages": s.stages,
-                     "fusion": s.fusion, **mean, "categories": per_setting[s.name]})
-    protocol = _protocol(setup)
-    protocol["grid"] = {"negative_strategies": list(strategies), "stages": [0, *stages], "fusions": list(fusions),
-                        "other_config": "as in protocol.config (its stages / fusion / negative_strategy are "
-                                        "replaced per row)"}
-    table = {"protocol": protocol, "rows": rows,
-             "counts": {"images": sum(len(v) for v in setup.selection.values()), "clip_images": clip_counter.images,
-                        "sam_encoder_images": sam_counter.images, "sam_encoder_calls": sam_counter.calls}}
-    written = _write_ablation(table, out, keys)
-    seconds = time.perf_counter() - t0
-    say("")
-    say("\n".join(_ablation_md(table, keys).splitlines()[2:]))
-    say(f"[ablate] wrote {', '.join(p.name for p in written)} to {out} ({len(settings)} settings; CLIP saw "
-        f"{clip_counter.images} images, SAM's encoder {sam_counter.images}; {seconds:.1f}s)")
-    return Ablation(table=table, out=out, written=written, clip_images=clip_counter.images,
-                    sam_encoder_images=sam_counter.images, seconds=seconds)
-
-
-def _ablation_md(table: dict[str, Any], keys: Sequence[str]) -> str:
-    rows = {r["setting"]: r for r in table["rows"]}
-    c = table["counts"]
-    lines = ["# Ablation", "", "Protocol:", *protocol_lines(table["protocol"]),
-             "- **Grid**: rows are negative strategy / CPS stages / fusion; the other Config fields are as above. "
-             "Stage 0 is the CLIP map alone. Values are means over categories, in %. The image score comes from "
-             "CLIP, so image AUROC is the same in every row.",
-             f"- **Passes**: {c['images']} images; CLIP's visual tower saw {c['clip_images']}, SAM's image encoder "
-             f"{c['sam_encoder_images']} (once per image whose M_apa is not empty), for all {len(rows)} rows.",
-             "", *_table(rows, keys, first="setting"), ""]
-    return "\n".join(lines)
-
-
-def _write_ablation(table: dict[str, Any], out: Path, keys: Sequence[str]) -> list[Path]:
-    out.mkdir(parents=True, exist_ok=True)
-    paths = [out / "ablation.json", out / "ablation.csv", out / "ablation.md"]
-    _write_atomic(paths[0], json.dumps(_json_ready(table), indent=2, allow_nan=False) + "\n")
-    rows = {r["setting"]: r for r in table["rows"]}
-    _write_atomic(paths[1], _csv_text(rows, keys, "setting", extra=("negative_strategy", "stages", "fusion")))
-    _write_atomic(paths[2], _ablation_md(table, keys))
-    return paths
-
-
-# --------------------------------------------------------------------------------------------------
 # Published numbers (METHOD.md, "Numbers to compare against")
 # --------------------------------------------------------------------------------------------------
 
@@ -1025,13 +629,4 @@ def evaluate_command(args: Any) -> int:
              adapter=args.adapter, stages=args.stages, resolution=args.resolution, batch_size=args.batch_size,
              max_images=args.max_images, fresh=args.fresh, clip_checkpoint=args.clip_checkpoint,
              sam_checkpoint=args.sam_checkpoint, overrides=args.set)
-    return 0
-
-
-def ablate_command(args: Any) -> int:
-    """``python -m clipsam_lite ablate``."""
-    ablate(args.dataset, args.root, args.out, profile=args.profile, categories=args.categories,
-           adapter=args.adapter, resolution=args.resolution, batch_size=args.batch_size,
-           max_images=args.max_images, clip_checkpoint=args.clip_checkpoint, sam_checkpoint=args.sam_checkpoint,
-           overrides=args.set)
     return 0

@@ -1,7 +1,7 @@
 """Reading any image or mask into RGB uint8 / bool, and the evaluation-protocol resize. [ours]
 
-Taught in notebook 00 (section "Robust input"); no METHOD.md step of its own: the paper says nothing
-about how images are read. The rules we follow:
+Taught in notebook 00 (section 9, "Robust input: odd images and wrong folders"); no METHOD.md step of
+its own: the paper says nothing about how images are read. The rules we follow:
 
 * :func:`read_image` always returns ``H x W x 3`` ``uint8`` RGB, whatever the file stores
   (grayscale, alpha, palette, CMYK, 16-bit, float), and refuses truncated or corrupt files with an

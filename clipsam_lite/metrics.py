@@ -1,5 +1,7 @@
 """Exact anomaly-detection metrics: AUROC, AP, F1-max and AUPRO at pixel and image level [ours].
 
+Taught in notebook 07 (sections 1-3: AUROC, AP and F1-max by hand, AUPRO, the three AUPROs).
+
 METHOD.md, "Evaluation protocol": pixel AUROC, AP, F1-max (the maximum over the precision-recall
 curve of 2PR/(P+R)) and AUPRO integrated to FPR 0.3 and divided by 0.3 (the MVTec AD reference
 definition); image AUROC, AP and F1-max. These are the field's conventions, not the paper's

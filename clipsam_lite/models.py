@@ -1,5 +1,8 @@
 """Loading CLIP (open_clip) and SAM (segment_anything) for the three profiles.
 
+Taught in notebook 00 (sections 2-3, "Three profiles" and "Loading CLIP and SAM"); the backbones of
+METHOD.md steps 1 (CLIP) and 2 (SAM).
+
 - ``paper``: open_clip ``ViT-L-14-336-quickgelu`` / ``openai`` at 518 px + SAM ``vit_h``.
 - ``base``:  open_clip ``ViT-B-16-quickgelu`` / ``openai`` + SAM ``vit_b``.
 - ``tiny``:  a small open_clip config registered through open_clip's own config mechanism and a small

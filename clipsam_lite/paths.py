@@ -1,4 +1,7 @@
-"""Where things live: the cache, the repository's folders. Nothing depends on the working directory."""
+"""Where things live: the cache, the repository's folders. Nothing depends on the working directory.
+
+Taught in notebook 00 (where outputs and the cache go). No METHOD.md step **[ours]**.
+"""
 
 from __future__ import annotations
 

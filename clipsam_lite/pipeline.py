@@ -1,5 +1,6 @@
 """The whole method on one image: ``segment(image, object_name, models, cfg) -> Result``.
 
+Taught in notebook 06 (section 5, "The whole method in one call: `segment`"); METHOD.md steps 1-5:
 CLIP map ``S_a`` (step 1) -> PPG prompts (step 3, on SAM's embedding from step 2) -> CPS cascade per
 prompt set (step 4) -> fused score map and binary mask (step 5). Every intermediate is kept for
 teaching. The SAM image encoder runs at most once per image, whatever the stages and components,
@@ -347,7 +348,8 @@ def write_outputs(result: Result, image: np.ndarray, cfg: Config, out: Path | st
 
     from PIL import Image
 
-    from .viz import result_figure, save_figure, stage_figure, tiny_caption
+    from .panels import save_figure, tiny_caption
+    from .viz import result_figure, stage_figure
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)

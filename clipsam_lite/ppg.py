@@ -1,5 +1,7 @@
 """PPG: Co-Feature Point Prompt Generation (METHOD.md step 3, eqs. 1-3).
 
+Taught in notebook 03 (sections 2-7).
+
 From the CLIP anomaly map ``S_a`` (``H x W``, at the image's original resolution) and SAM's image
 embedding ``F``:
 

@@ -1,5 +1,7 @@
 """SAM's image embedding ``F``, computed once per image, and what PPG reads from it (METHOD.md step 2).
 
+Taught in notebook 02 (sections 2-5) and used for co-feature negatives in notebook 03.
+
 [paper] The SAM image encoder runs once per image; PPG's co-feature negatives and all three CPS
 stages reuse that embedding, only SAM's light mask decoder runs again.
 

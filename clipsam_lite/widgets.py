@@ -1,5 +1,8 @@
 """ipywidgets explorers for the notebooks (core widgets only), each with a static figure beside it.
 
+Taught in notebooks 03 (section 8, "Explore": PPG, METHOD.md step 3) and 06 (section 6, "Explore": CPS and
+the final map, steps 4-5). The panels are drawn with :mod:`clipsam_lite.panels`.
+
 Every explorer is one self-contained function: a figure builder that also works without widgets
 (static, headless) and an ``ipywidgets.interactive`` around it that never fails headless.
 """
@@ -18,16 +21,12 @@ __all__ = ["live_figure", "ppg_figure", "ppg_explorer"]
 # PPG (notebook 03)
 # --------------------------------------------------------------------------------------------------
 
-def _draw_points(ax: Any, points: np.ndarray, labels: np.ndarray, size: float = 90, legend: bool = True) -> None:
-    """Positives (label 1) as green stars, negatives (label 0) as red crosses, in (x, y) pixels."""
-    points, labels = np.asarray(points).reshape(-1, 2), np.asarray(labels).reshape(-1)
-    pos, neg = points[labels == 1], points[labels == 0]
-    if len(pos):
-        ax.scatter(pos[:, 0], pos[:, 1], marker="*", s=size, c="lime", edgecolors="black", linewidths=0.7,
-                   label="positive (1)" if legend else None, zorder=3)
-    if len(neg):
-        ax.scatter(neg[:, 0], neg[:, 1], marker="X", s=size * 0.7, c="red", edgecolors="white", linewidths=0.7,
-                   label="negative (0)" if legend else None, zorder=3)
+def _draw_points(ax: Any, points: np.ndarray, labels: np.ndarray) -> None:
+    """The explorers' points: lime stars and red crosses that stand out on the ``jet`` map, with a legend."""
+    from .panels import draw_points
+
+    draw_points(ax, points, labels, size=90, pos_color="lime", neg_color="red", pos_edge="black", pos_scale=1.0,
+                neg_scale=0.7, linewidths=0.7, legend=True, zorder=3)
 
 
 def ppg_figure(s_a: np.ndarray, result: Any, image: np.ndarray | None = None, title: str | None = None):
@@ -39,6 +38,8 @@ def ppg_figure(s_a: np.ndarray, result: Any, image: np.ndarray | None = None, ti
     """
     import matplotlib.pyplot as plt
 
+    from .panels import draw_mask_outline
+
     fig, axes = plt.subplots(1, 3, figsize=(12, 4.2), constrained_layout=True)
     ax = axes[0]
     if image is not None:
@@ -46,8 +47,7 @@ def ppg_figure(s_a: np.ndarray, result: Any, image: np.ndarray | None = None, ti
         ax.imshow(s_a, cmap="jet", alpha=0.45, vmin=0, vmax=1)
     else:
         ax.imshow(s_a, cmap="jet", vmin=0, vmax=1)
-    if result.m_apa.any():
-        ax.contour(result.m_apa, levels=[0.5], colors="white", linewidths=1.2)
+    draw_mask_outline(ax, result.m_apa, color="white", lw=1.2)
     ax.set_title(f"S_a and M_apa = S_a > {result.tau_value:.3f}")
     ax = axes[1]
     ax.imshow(result.r_a, cmap="magma", vmin=0, vmax=max(float(result.r_a.max()), 1e-6))
@@ -57,8 +57,7 @@ def ppg_figure(s_a: np.ndarray, result: Any, image: np.ndarray | None = None, ti
     ax = axes[2]
     base = result.similarity if result.similarity is not None else s_a
     ax.imshow(base, cmap="viridis")
-    if result.ring.any():
-        ax.contour(result.ring, levels=[0.5], colors="orange", linewidths=1.0)
+    draw_mask_outline(ax, result.ring, color="orange", lw=1.0)
     _draw_points(ax, np.concatenate([result.positives, result.negatives]),
                  np.r_[np.ones(len(result.positives)), np.zeros(len(result.negatives))])
     what = "cos(f+, F)" if result.similarity is not None else "S_a"
@@ -163,7 +162,7 @@ def cps_figure(image: np.ndarray, result: Any, gt_mask: np.ndarray | None = None
     """
     import matplotlib.pyplot as plt
 
-    from .viz import GT_COLOR, draw_box, draw_mask_outline, draw_points, show_image, show_map
+    from .panels import GT_COLOR, draw_box, draw_mask_outline, draw_points, show_image, show_map
 
     fig, axes = plt.subplots(1, 4, figsize=(14, 3.9), constrained_layout=True)
     show_image(axes[0], image, "image" + (" + ground truth (white)" if gt_mask is not None else ""))

@@ -21,6 +21,8 @@ import numpy as np
 import pytest
 from sklearn.metrics import average_precision_score, precision_recall_curve, roc_auc_score
 
+from clipsam_lite import ablate as abl
+from clipsam_lite import eval_cache as ec
 from clipsam_lite import evaluate as ev
 from clipsam_lite.config import Config
 from clipsam_lite.datasets import Record, load_dataset
@@ -154,7 +156,7 @@ def test_cached_maps_are_the_pipelines_output(reference, tiny_models, data_root)
     cfg = tiny_models.cfg.replace(head="training_free", resolution=RESOLUTION, batch_size=BATCH)
     results = segment_batch([it.image for it in items], "tablet", tiny_models, cfg)
     for r, folder in zip(results, reference.entries["tablet"][:BATCH], strict=True):
-        e = ev.load_entry(folder)
+        e = ec.load_entry(folder)
         np.testing.assert_array_equal(e.final_map, resize_center_crop(r.final_map, RESOLUTION))
         np.testing.assert_array_equal(e.s_a, resize_center_crop(r.s_a, RESOLUTION))
         assert e.image_score == float(r.image_score)
@@ -199,20 +201,20 @@ def test_cache_key_changes_with_every_config_field_and_input(reference, tiny_mod
                        batch_size=BATCH, log=None)
     rec = setup.dataset.records[0]
     peers = [r.path for r in setup.dataset.records[:BATCH]]
-    base = ev.entry_key(ev.run_identity(setup), rec, peers)
+    base = ec.entry_key(ev.run_identity(setup), rec, peers)
     assert base == reference.entries["tablet"][0].name  # the same arguments give the same key
     for f in dataclasses.fields(Config):
         changed = dataclasses.replace(setup, cfg=dataclasses.replace(setup.cfg, **{f.name: _value_changed(setup.cfg, f.name)}))
-        assert ev.entry_key(ev.run_identity(changed), rec, peers) != base, f"Config.{f.name} is not in the key"
+        assert ec.entry_key(ev.run_identity(changed), rec, peers) != base, f"Config.{f.name} is not in the key"
     other_adapter = dataclasses.replace(setup, adapter_info={**setup.adapter_info, "sha256": "0" * 64})
-    assert ev.entry_key(ev.run_identity(other_adapter), rec, peers) != base
-    assert ev.entry_key(ev.run_identity(setup), rec, peers[::-1]) != base  # other batch peers
+    assert ec.entry_key(ev.run_identity(other_adapter), rec, peers) != base
+    assert ec.entry_key(ev.run_identity(setup), rec, peers[::-1]) != base  # other batch peers
     copy = tmp_path / "image.png"
     shutil.copyfile(rec.path, copy)
     moved = dataclasses.replace(rec, path=str(copy))
-    k1 = ev.entry_key(ev.run_identity(setup), moved, peers)
+    k1 = ec.entry_key(ev.run_identity(setup), moved, peers)
     os.utime(copy, ns=(os.stat(copy).st_atime_ns, os.stat(copy).st_mtime_ns + 10**9))  # an edited image
-    assert k1 != base and ev.entry_key(ev.run_identity(setup), moved, peers) != k1
+    assert k1 != base and ec.entry_key(ev.run_identity(setup), moved, peers) != k1
 
     # a changed argument in the same --out never reads the old entries
     out = tmp_path / "out"
@@ -295,7 +297,7 @@ def test_killed_run_resumes_to_the_uninterrupted_results(reference, data_root, t
 # --------------------------------------------------------------------------------------------------
 
 def test_grid_is_methods_grid():
-    settings = ev.grid_settings()
+    settings = abl.grid_settings()
     assert len(settings) == 1 + 4 * 3 * 5
     assert settings[0].stages == 0 and settings[0].fusion is None and settings[0].negative_strategy is None
     assert len({s.name for s in settings}) == len(settings)
@@ -303,9 +305,9 @@ def test_grid_is_methods_grid():
         (n, k, f) for n in ("cofeature", "ring_low_score", "global_low_score", "none") for k in (1, 2, 3)
         for f in ("gate", "mask", "sigmoid_logits", "blend", "gate_dilated")}
     with pytest.raises(ev.EvaluationError, match="negative strategy"):
-        ev.grid_settings(strategies=("nearest",))
+        abl.grid_settings(strategies=("nearest",))
     with pytest.raises(ev.EvaluationError, match="stages"):
-        ev.grid_settings(stages=(0,))
+        abl.grid_settings(stages=(0,))
 
 
 def test_ablation_reuses_one_clip_and_one_encoder_pass_per_image(reference, tiny_models, data_root, tmp_path):
@@ -313,7 +315,7 @@ def test_ablation_reuses_one_clip_and_one_encoder_pass_per_image(reference, tiny
     handle = tiny_models.clip.visual.conv1.register_forward_hook(lambda m, i, o: hits.append(i[0].shape[0]))
     try:
         with EncoderCounter(tiny_models.sam) as sam:
-            ab = ev.ablate("mvtec", data_root, tmp_path / "ab", models=tiny_models, resolution=RESOLUTION,
+            ab = abl.ablate("mvtec", data_root, tmp_path / "ab", models=tiny_models, resolution=RESOLUTION,
                            batch_size=BATCH, overrides=OVERRIDES, strategies=("cofeature", "none"), stages=(1, 3),
                            progress=False, log=None)
     finally:

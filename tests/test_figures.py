@@ -13,8 +13,10 @@ import pytest
 from PIL import Image
 
 from clipsam_lite import figures as F
+from clipsam_lite import panels as P
+from clipsam_lite import tables as T
+from clipsam_lite.panels import tiny_caption
 from clipsam_lite.synthetic import render_item
-from clipsam_lite.viz import tiny_caption
 
 TINY = tiny_caption("tiny")
 
@@ -136,24 +138,24 @@ def test_every_tiny_figure_carries_the_label(cases, tmp_path):
         assert TINY in Image.open(png).info["Description"], stem
         pdf = next(p for p in paths if p.suffix == ".pdf").read_bytes()
         assert b"/Subject (" in pdf and TINY.encode() in pdf, stem
-    for build in (lambda: F.figure_motivation(cases, F.figure_caption("tiny")),
-                  lambda: F.figure_qualitative(cases, F.figure_caption("tiny")),
-                  lambda: F.figure_cascade(F.pick_cascade_case(cases), F.figure_caption("tiny"))):
+    for build in (lambda: F.figure_motivation(cases, P.figure_caption("tiny")),
+                  lambda: F.figure_qualitative(cases, P.figure_caption("tiny")),
+                  lambda: F.figure_cascade(F.pick_cascade_case(cases), P.figure_caption("tiny"))):
         fig = build()
         assert TINY in fig._suptitle.get_text()
         plt.close(fig)
 
 
 def test_captions_for_real_and_random_profiles():
-    assert F.figure_caption("tiny") == TINY and TINY
-    assert F.figure_caption("base") == "" and F.figure_caption("paper", random_backbones=False) == ""
-    assert "RANDOM" in F.figure_caption("base", random_backbones=True)
+    assert P.figure_caption("tiny") == TINY and TINY
+    assert P.figure_caption("base") == "" and P.figure_caption("paper", random_backbones=False) == ""
+    assert "RANDOM" in P.figure_caption("base", random_backbones=True)
 
 
 def test_save_png_pdf_rejects_unknown_formats(tmp_path):
     fig = plt.figure()
     with pytest.raises(ValueError, match="png"):
-        F.save_png_pdf(fig, tmp_path, "x", formats=("svg",))
+        P.save_png_pdf(fig, tmp_path, "x", formats=("svg",))
     plt.close(fig)
 
 
@@ -209,8 +211,8 @@ def _write(folder: Path, name: str, data) -> Path:
 
 
 def test_results_markdown_known_values(tmp_path):
-    res = F.load_results(_write(tmp_path, "results.json", _results()))
-    md = F.results_markdown(res)
+    res = T.load_results(_write(tmp_path, "results.json", _results()))
+    md = T.results_markdown(res)
     lines = md.splitlines()
     assert "| category | pixel AUROC | pixel AP | pixel F1-max | pixel AUPRO | image AUROC | image AP | image F1-max |" \
         in lines
@@ -219,11 +221,11 @@ def test_results_markdown_known_values(tmp_path):
     assert "| **mean** | 85.0 | 40.0 | 30.0 | 70.0 | 100.0 | 95.0 | 90.0 |" in lines
     assert "| **mean** | 65.0 |" in lines  # the CLIP-map-alone table
     assert TINY in md and "MVTec AD reference AUPRO" in md
-    assert TINY not in F.results_markdown(F.load_results(_write(tmp_path / "b", "results.json", _results(False))))
+    assert TINY not in T.results_markdown(T.load_results(_write(tmp_path / "b", "results.json", _results(False))))
 
 
 def test_results_figure_shows_the_values_and_the_label(tmp_path):
-    fig = F.results_figure(F.load_results(_write(tmp_path, "results.json", _results())))
+    fig = T.results_figure(T.load_results(_write(tmp_path, "results.json", _results())))
     text = _texts(fig)
     for v in ("90.0", "85.0", "n/a", "65.0", "pixel\nAUROC", "metal_nut", "mean"):
         assert v in text, v
@@ -232,24 +234,24 @@ def test_results_figure_shows_the_values_and_the_label(tmp_path):
 
 
 def test_ablation_markdown_and_stage_curves(tmp_path):
-    abl = F.load_ablation(_write(tmp_path, "ablation.json", _ablation()))
-    md = F.ablation_markdown(abl)
+    abl = T.load_ablation(_write(tmp_path, "ablation.json", _ablation()))
+    md = T.ablation_markdown(abl)
     assert "| stage 0 (S_a alone) | 90.0 | 20.0 | 25.0 | 70.0 | 80.0 |" in md.splitlines()
     assert "| cofeature / 2 stages / gate | 70.0 | 35.0 | 35.0 | 70.0 | 80.0 |" in md.splitlines()
     assert TINY not in md  # a real profile: no label
-    fig = F.ablation_stages_figure(abl)  # the protocol's fusion: gate
+    fig = T.ablation_stages_figure(abl)  # the protocol's fusion: gate
     auroc = fig.axes[0]
     lines = {ln.get_label(): ln for ln in auroc.get_lines()}
     np.testing.assert_allclose(lines["cofeature"].get_ydata(), [90.0, 60.0, 70.0, 80.0])
     np.testing.assert_allclose(lines["none"].get_ydata(), [90.0, 40.0, 50.0, 60.0])
     np.testing.assert_array_equal(lines["none"].get_xdata(), [0, 1, 2, 3])
     plt.close(fig)
-    fig = F.ablation_stages_figure(abl, fusion="mask")
+    fig = T.ablation_stages_figure(abl, fusion="mask")
     np.testing.assert_allclose(fig.axes[0].get_lines()[0].get_ydata(), [90.0, 65.0, 75.0, 85.0])
     plt.close(fig)
     with pytest.raises(ValueError, match="blend"):
-        F.ablation_stages_figure(abl, fusion="blend")
-    fig = F.ablation_table_figure(abl)
+        T.ablation_stages_figure(abl, fusion="blend")
+    fig = T.ablation_table_figure(abl)
     assert "cofeature / 3 stages / mask" in _texts(fig)
     plt.close(fig)
 
@@ -264,14 +266,14 @@ def test_ablation_markdown_and_stage_curves(tmp_path):
 ])
 def test_load_results_names_the_problem(tmp_path, content, match):
     with pytest.raises(ValueError, match=match):
-        F.load_results(_write(tmp_path, "results.json", content))
+        T.load_results(_write(tmp_path, "results.json", content))
 
 
 def test_load_results_missing_file_says_how_to_make_it(tmp_path):
     with pytest.raises(FileNotFoundError, match="clipsam_lite evaluate"):
-        F.load_results(tmp_path / "results.json")
+        T.load_results(tmp_path / "results.json")
     with pytest.raises(ValueError, match="'rows'"):
-        F.load_ablation(_write(tmp_path, "ablation.json", {"protocol": {}}))
+        T.load_ablation(_write(tmp_path, "ablation.json", {"protocol": {}}))
 
 
 # ------------------------------------------------------------------------------------------------

@@ -1,9 +1,9 @@
 """The synthetic world: procedural objects and textures with planted defects and exact masks. [ours]
 
-Taught in notebook 00 (section "The synthetic world"). It stands in for MVTec-AD and VisA offline:
-:mod:`.scenes` draws the clean categories, :mod:`.defects` paints defects with exact masks, and
-:mod:`.writer` renders items and writes a dataset in the MVTec-AD layout that
-:func:`clipsam_lite.datasets.load_dataset` reads.
+Taught in notebook 00 (section 4, "The embedded synthetic sample"); no METHOD.md step: the offline
+stand-in for MVTec-AD / VisA (METHOD.md, "Evaluation protocol"): :mod:`.scenes` draws the clean
+categories, :mod:`.defects` paints defects with exact masks, and :mod:`.writer` renders items and writes
+a dataset in the MVTec-AD layout that :func:`clipsam_lite.datasets.load_dataset` reads.
 """
 
 from .scenes import CATEGORIES, DEFECT_TYPES, GENERATOR_VERSION, SIGNATURE_RGB, CategorySpec

@@ -1,7 +1,8 @@
 """The synthetic world's defects: six painters with exact masks. [ours]
 
-Taught in notebook 00 (section "The synthetic world"). Each painter draws one defect of its type on a
-:class:`~clipsam_lite.synthetic.scenes.Scene` and returns its exact ``H x W`` bool mask.
+Taught in notebook 00 (section 4, "The embedded synthetic sample"); no METHOD.md step: the offline
+stand-in for MVTec-AD / VisA (METHOD.md, "Evaluation protocol"). Each painter draws one defect of its
+type on a :class:`~clipsam_lite.synthetic.scenes.Scene` and returns its exact ``H x W`` bool mask.
 """
 
 from __future__ import annotations

@@ -1,8 +1,9 @@
 """The synthetic world's scenes: categories, their renderers, lighting and noise. [ours]
 
-Taught in notebook 00 (section "The synthetic world"); no METHOD.md step: this is the offline stand-in
-for MVTec-AD / VisA images. Each renderer draws one clean object or texture in layers
-(:class:`Scene`) so that defects (:mod:`.defects`) can be painted on top of the exact clean image.
+Taught in notebook 00 (section 4, "The embedded synthetic sample"); no METHOD.md step: this is the
+offline stand-in for MVTec-AD / VisA images (METHOD.md, "Evaluation protocol"). Each renderer draws one
+clean object or texture in layers (:class:`Scene`) so that defects (:mod:`.defects`) can be painted on
+top of the exact clean image.
 """
 
 from __future__ import annotations

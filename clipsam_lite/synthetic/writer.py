@@ -1,6 +1,7 @@
 """Rendering items and writing a synthetic dataset in the MVTec-AD layout. [ours]
 
-Taught in notebook 00 (section "The synthetic world"). :func:`make_synthetic` writes a small,
+Taught in notebook 00 (section 4, "The embedded synthetic sample"); no METHOD.md step: the offline
+stand-in for MVTec-AD / VisA (METHOD.md, "Evaluation protocol"). :func:`make_synthetic` writes a small,
 deterministic dataset that the real MVTec-AD loader (:mod:`clipsam_lite.datasets`) reads, so every
 notebook and test runs offline. With ``signature=True`` every defect carries one hue
 (:data:`SIGNATURE_RGB`) that no normal surface uses.

@@ -1,0 +1,210 @@
+"""The per-image evaluation cache: entry keys, atomic entries, the cache folder.
+
+Taught in notebook 07 (section 4, "Evaluating the method on the synthetic sample"). No METHOD.md step:
+the cache is **[ours]**, what makes :func:`clipsam_lite.evaluate.evaluate` resumable and
+:func:`clipsam_lite.ablate.ablate` read the same maps.
+
+Each image's result is written, as soon as it is made, to ``OUT/cache/<key>/`` (``final_map.npy``
+and ``s_a.npy``: float32 at the evaluation resolution; ``entry.json``: image score, label, ...).
+The folder is written under a temporary name and renamed into place, so an entry either exists
+whole or not at all. ``<key>`` is a SHA-256 of everything that can change the numbers: dataset,
+root, category, the image's path, size and modification time (and its mask's), profile, backbone
+fingerprints, every :class:`~clipsam_lite.config.Config` field (resolution, batch size and stages
+included), the adapter's SHA-256, the package and torch versions, torch's CPU thread count, the
+device type, and the other images of the image's batch. The last one is there because batched forwards may round
+differently with other batch peers (GPU kernels are chosen by batch size): batches are fixed
+slices of a category's image list, and a batch with any missing entry is recomputed whole (only
+its missing entries are written). So a run killed at any moment and restarted with the same
+arguments recomputes at most the one batch in flight and ends with bit-identical maps and
+results; changed arguments get other keys and never read an old entry. ``--fresh`` deletes
+``OUT/cache/`` first. Metrics are always computed from the cached arrays, so the resumed and the
+uninterrupted path read the same bytes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .datasets import Record
+    from .models import Models
+
+__all__ = ["CACHE_FORMAT", "CACHE_MARKER", "ENTRY_FILES", "EvaluationError", "CachedEntry", "entry_key", "eval_map",
+           "eval_mask", "load_entry"]
+
+CACHE_FORMAT = 1
+"""Bumped whenever what a cache entry holds changes (it is part of every key)."""
+CACHE_MARKER = "CLIPSAM_EVAL_CACHE.txt"
+"""A file in ``OUT/cache/``: ``--fresh`` deletes only a cache folder that carries it."""
+ENTRY_FILES: tuple[str, ...] = ("final_map.npy", "s_a.npy", "entry.json")
+
+
+class EvaluationError(ValueError):
+    """Bad evaluation input (unlabelled images, a foreign cache folder, ...); the message names the fix."""
+
+
+
+def _file_digest(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 22), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _weights_digest(module: Any) -> str:
+    """SHA-256 of a module's state_dict (names, shapes, float32 bytes), for adapters built in memory."""
+    h = hashlib.sha256()
+    for name, t in sorted(module.state_dict().items()):
+        a = t.detach().cpu().float().contiguous().numpy()
+        h.update(name.encode())
+        h.update(str(a.shape).encode())
+        h.update(a.tobytes())
+    return h.hexdigest()
+
+
+def _sam_fingerprint(models: Models) -> str:
+    """A short SHA-256 of SAM's patch embedding and mask-decoder output tokens (like ``backbone_fingerprint``)."""
+    import torch
+
+    sam = models.sam
+    h = hashlib.sha256()
+    for t in (sam.image_encoder.patch_embed.proj.weight, sam.mask_decoder.mask_tokens.weight):
+        h.update(t.detach().float().cpu().to(torch.float16).contiguous().numpy().tobytes())
+    return h.hexdigest()[:16]
+
+
+# --------------------------------------------------------------------------------------------------
+# Cache keys and entries
+# --------------------------------------------------------------------------------------------------
+
+def _stat(path: str | None) -> list[int] | None:
+    if path is None:
+        return None
+    st = os.stat(path)
+    return [int(st.st_size), int(st.st_mtime_ns)]
+
+
+def entry_key(identity: dict[str, Any], record: Record, batch_paths: Sequence[str]) -> str:
+    """The cache key of one image: SHA-256 of ``identity``, the image, its mask and its batch peers [ours]."""
+    payload = {
+        "run": identity, "category": record.category, "image": str(Path(record.path).resolve()),
+        "image_stat": _stat(record.path), "mask": record.mask_path, "mask_stat": _stat(record.mask_path),
+        "label": record.label, "batch": [str(Path(p).resolve()) for p in batch_paths],
+    }
+    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode("utf-8")).hexdigest()[:32]
+
+
+def eval_map(score_map: np.ndarray, resolution: int) -> np.ndarray:
+    """A score map at the evaluation resolution: short side to ``resolution`` (bilinear), centre crop; float32."""
+    from .images import resize_center_crop
+
+    return resize_center_crop(np.asarray(score_map, dtype=np.float32), resolution).astype(np.float32, copy=False)
+
+
+def eval_mask(record: Record, mask_rule: str, resolution: int) -> np.ndarray:
+    """A record's ground truth at the evaluation resolution (bool); all False for a normal image.
+
+    The mask is binarised when read (``read_mask``: MVTec half of the maximum, VisA ``!= 0``), then
+    resized with area interpolation and ``>= 0.5`` and centre-cropped (``resize_center_crop``).
+    """
+    from .images import read_mask, resize_center_crop
+
+    if record.mask_path is None:
+        return np.zeros((resolution, resolution), dtype=bool)
+    return resize_center_crop(read_mask(record.mask_path, mask_rule), resolution, is_mask=True)
+
+
+def _entry_done(folder: Path) -> bool:
+    return all((folder / f).is_file() for f in ENTRY_FILES)
+
+
+def _write_entry(cache: Path, key: str, record: Record, result: Any, resolution: int) -> None:
+    """Write one image's entry into a temporary folder, then rename it to ``cache/<key>`` (atomic)."""
+    final = cache / key
+    tmp = cache / f".tmp-{key}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    tmp.mkdir(parents=True)
+    try:
+        np.save(tmp / "final_map.npy", eval_map(result.final_map, resolution))
+        np.save(tmp / "s_a.npy", eval_map(result.s_a, resolution))
+        meta = {"image": record.path, "category": record.category, "defect_type": record.defect_type,
+                "label": int(record.label), "image_score": float(result.image_score),
+                "is_normal": bool(result.is_normal), "prompt_sets": len(result.cascades),
+                "final_mask_area": int(result.final_mask.sum()) if result.final_mask is not None else 0,
+                "size": list(result.size)}
+        (tmp / "entry.json").write_text(json.dumps(meta, indent=1) + "\n", encoding="utf-8")
+        try:
+            os.rename(tmp, final)
+        except OSError:
+            if not _entry_done(final):  # not a finished twin written by a concurrent run: a real error
+                raise
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+@dataclass
+class CachedEntry:
+    """One image's cached result (what the metrics read)."""
+
+    final_map: np.ndarray
+    s_a: np.ndarray
+    image_score: float
+    label: int
+    meta: dict[str, Any]
+
+
+def load_entry(folder: str | os.PathLike[str]) -> CachedEntry:
+    """Read ``cache/<key>/`` back; a damaged entry raises :class:`EvaluationError` naming it."""
+    folder = Path(folder)
+    try:
+        meta = json.loads((folder / "entry.json").read_text(encoding="utf-8"))
+        final = np.load(folder / "final_map.npy")
+        s_a = np.load(folder / "s_a.npy")
+    except (OSError, ValueError) as e:
+        raise EvaluationError(f"Cache entry {folder} cannot be read ({type(e).__name__}: {e}); delete that folder "
+                              "(it is recomputed) or rerun with --fresh.") from None
+    return CachedEntry(final_map=final, s_a=s_a, image_score=float(meta["image_score"]), label=int(meta["label"]),
+                       meta=meta)
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # e.g. permission denied: it exists
+        return True
+    return True
+
+
+def _open_cache(out: Path, fresh: bool) -> Path:
+    """``out/cache`` ready for use: created with its marker, wiped first if ``fresh``, stale temp folders removed."""
+    cache = out / "cache"
+    if cache.exists() and not (cache / CACHE_MARKER).is_file():
+        raise EvaluationError(f"{cache} exists but is not an evaluation cache (no {CACHE_MARKER}); choose another "
+                              "--out folder, or move that folder away. Nothing was deleted.")
+    if fresh and cache.exists():
+        shutil.rmtree(cache)
+    cache.mkdir(parents=True, exist_ok=True)
+    marker = cache / CACHE_MARKER
+    if not marker.is_file():
+        marker.write_text("Per-image evaluation cache of clipsam-lite (python -m clipsam_lite evaluate). Each folder "
+                          "is one image's result, named by a hash of everything that changes it.\nSafe to delete; "
+                          "--fresh deletes it.\n", encoding="utf-8")
+    for tmp in cache.glob(".tmp-*"):  # left by a killed run (the pid in the name is gone)
+        parts = tmp.name.split("-")
+        pid = int(parts[2]) if len(parts) > 3 and parts[2].isdigit() else -1
+        if not _pid_alive(pid):
+            shutil.rmtree(tmp, ignore_errors=True)
+    return cache
