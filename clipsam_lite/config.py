@@ -32,6 +32,7 @@ MAP_ORDERS = ("upsample_softmax", "softmax_upsample")
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 LENGTH_UNITS = ("sam1024", "original")
 PPG_RESOLUTIONS = ("sam_input", "original")
+EVAL_RESIZES = ("squash", "crop")
 SAM_LENGTH_FRAME = 1024
 """Lengths of PPG/CPS are measured in SAM's input frame scaled so that its long side is this many pixels."""
 
@@ -158,7 +159,11 @@ class Config:
 
     # --- evaluation --------------------------------------------------------------------------------
     resolution: int = 518
-    """Maps and masks are compared at this size (resize + center crop) [field convention]."""
+    """Maps and masks are compared at ``resolution x resolution`` [field convention]."""
+    eval_resize: str = "squash"
+    """How maps and masks reach the square: ``squash`` (resize both sides, as APRIL-GAN ``test.py`` and
+    AnomalyCLIP's ``Resize((518, 518))``: no pixel is dropped) or ``crop`` (short side resized, centre crop:
+    a 1500 x 1000 VisA image loses a third of its pixels) [field convention; METHOD.md "Evaluation protocol"]."""
     batch_size: int = 8
     """Images per CLIP forward (and per evaluation chunk)."""
     sam_batch_size: int = 2
@@ -182,6 +187,7 @@ class Config:
         _check_choice("precision", self.precision, PRECISIONS)
         _check_choice("length_unit", self.length_unit, LENGTH_UNITS)
         _check_choice("ppg_resolution", self.ppg_resolution, PPG_RESOLUTIONS)
+        _check_choice("eval_resize", self.eval_resize, EVAL_RESIZES)
         for name in ("max_prompt_sets", "max_image_pixels"):
             if getattr(self, name) < 0:
                 raise ValueError(f"Config.{name} must be >= 0 (0 = no limit), got {getattr(self, name)}.")

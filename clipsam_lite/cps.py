@@ -98,6 +98,13 @@ class CascadeResult:
     frame: CascadeFrame | None = None
     """Set when the masks are in a working frame other than the image (see :meth:`full_mask`)."""
 
+    def prefix(self, n_stages: int) -> CascadeResult:
+        """This cascade as if ``cfg.stages`` had been ``n_stages``: its first stages (a stage never depends on the
+        later ones, so this equals a separate run with fewer stages) [ours, the ablation's stage rows]."""
+        stages = self.stages[:n_stages]
+        stopped = self.stopped if len(stages) == len(self.stages) else None
+        return CascadeResult(stages=stages, stopped=stopped, frame=self.frame)
+
     def full_mask(self, stage: StageResult | None = None, logits: bool = False) -> np.ndarray | None:
         """A stage's mask (default: :attr:`final`) at the image's size, or its logits with ``logits=True``.
 

@@ -109,6 +109,21 @@ class PPGResult:
     def map_size(self) -> tuple[int, int]:
         return tuple(self.m_apa.shape[:2])
 
+    def mask_to_original(self, mask: np.ndarray) -> np.ndarray:
+        """A mask of the map's frame (``m_apa``, ``region``, ``ring``) at the image's size (nearest), for drawing."""
+        m = np.asarray(mask, dtype=bool)
+        if self.original_size is None or tuple(self.original_size) == tuple(m.shape[:2]):
+            return m
+        from PIL import Image
+
+        H, W = self.original_size
+        return np.asarray(Image.fromarray(m).resize((W, H), Image.NEAREST))
+
+    def points_original(self) -> tuple[np.ndarray, np.ndarray]:
+        """(all points in original-image coordinates, their labels): positives first, for drawing over the image."""
+        pts = np.concatenate([self.positives, self.negatives]).astype(np.float64)
+        return self.to_original(pts), np.r_[np.ones(len(self.positives)), np.zeros(len(self.negatives))]
+
     def to_original(self, points_xy: np.ndarray) -> np.ndarray:
         """(x, y) in the map's pixels -> original-image coordinates, by the per-axis scale ``(W / w, H / h)``."""
         p = np.asarray(points_xy, dtype=np.float64).reshape(-1, 2)
