@@ -124,7 +124,8 @@ def _header_size(path: str) -> tuple[int, int]:
 def _cmd_train_adapter(args: argparse.Namespace) -> int:
     from .adapter import train_adapter_command
 
-    train_adapter_command(args.dataset, args.root, args.categories, args.profile, args.epochs, args.out)
+    train_adapter_command(args.dataset, args.root, args.categories, args.profile, args.epochs, args.out,
+                          clip_checkpoint=args.clip_checkpoint)
     return 0
 
 
@@ -197,6 +198,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--categories", nargs="+", default=None, help="only these categories (default: all)")
     p.add_argument("--profile", choices=PROFILES, default=None)
     p.add_argument("--epochs", type=int, default=None)
+    p.add_argument("--clip-checkpoint", default=None, help="a local open_clip checkpoint file (offline machines)")
     p.add_argument("--out", required=True, help="the adapter file to write")
 
     for name, help_text in (

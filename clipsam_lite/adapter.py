@@ -423,7 +423,7 @@ def _train(models: Models, adapter: Adapter, sources: list[tuple[Any, int | None
 
 def train_adapter_command(dataset: str, root: str, categories: list[str] | None, profile: str | None,
                           epochs: int | None, out: str, *, progress: bool = True,
-                          log: Callable[[str], None] | None = print) -> Path:
+                          log: Callable[[str], None] | None = print, clip_checkpoint: str | None = None) -> Path:
     """``python -m clipsam_lite train-adapter``: train an adapter on an auxiliary dataset and save it to ``out``.
 
     Loads the profile's models and the dataset's ``test`` split (the split with masks, as APRIL-GAN
@@ -447,7 +447,7 @@ def train_adapter_command(dataset: str, root: str, categories: list[str] | None,
     if len(ds) == 0:
         raise ValueError(f"No usable test images in the {dataset} dataset at {root}"
                          f"{f' for categories {categories}' if categories else ''}; the adapter needs images with masks.")
-    models = load_models(profile)
+    models = load_models(profile, clip_checkpoint=clip_checkpoint, with_sam=False)  # the adapter needs CLIP only
     say(models.banner())
     desc = f"{dataset} test split at {root}" + (f", categories {list(categories)}" if categories else "")
     adapter, _ = train_adapter(models, ds, models.cfg, epochs=epochs, progress=progress, log=log, description=desc)

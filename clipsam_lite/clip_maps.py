@@ -394,7 +394,9 @@ def layer_anomaly_map(features: torch.Tensor, text: torch.Tensor, logit_scale: f
 
     ``order="upsample_softmax"`` (default, APRIL-GAN ``test.py``: ``F.interpolate`` the two-channel logits,
     then softmax): both channels of ``logit_scale * normalize(features) @ T^T`` are upsampled bilinearly
-    (``align_corners=False``, as APRIL-GAN) and the softmax is taken per pixel. ``"softmax_upsample"``
+    and the softmax is taken per pixel. Interpolation keeps ``align_corners=False`` (each patch value at
+    its patch's centre, as everywhere in this package) [ours: the order follows APRIL-GAN, the corner
+    convention is ours]. ``"softmax_upsample"``
     (our earlier order, kept for comparison): softmax on the grid, then the abnormal probability is
     upsampled. The two differ up to ~0.2 where neighbouring patches disagree strongly (issue 11.6).
     """

@@ -69,8 +69,9 @@ class Config:
     logit_scale: float = 100.0
     """Temperature of softmax(logit_scale * tokens @ T^T) [ours, following APRIL-GAN/WinCLIP]."""
     map_order: str = "upsample_softmax"
-    """``upsample_softmax``: bilinear upsample of the two-channel logits, then softmax (APRIL-GAN ``test.py``,
-    ``align_corners=False``); ``softmax_upsample``: softmax on the patch grid, then upsample [ours, earlier]."""
+    """``upsample_softmax``: bilinear upsample of the two-channel logits, then softmax (APRIL-GAN ``test.py``'s
+    order; we keep ``align_corners=False``); ``softmax_upsample``: softmax on the patch grid, then upsample
+    (our earlier order) [ours]."""
     training_free_tuning: bool = True
     """When a real profile (``paper``/``base``) runs the training-free head (no adapter), switch to the
     settings that suit it: value-value attention in the last blocks and an Otsu tau, and say so loudly

@@ -490,7 +490,7 @@ class Models:
     clip: Any
     tokenizer: Any
     preprocess: Callable
-    sam: torch.nn.Module
+    sam: torch.nn.Module | None
     device: torch.device
     random_weights: bool
 
@@ -544,13 +544,16 @@ def encoder_autocast(precision: str, device: torch.device | str):
 
 def load_models(profile: str | Config | None = None, *, clip_checkpoint: str | Path | None = None,
                 sam_checkpoint: str | Path | None = None, device: str | torch.device | None = None,
-                random_weights: bool = False, allow_download: bool = True, seed: int | None = None) -> Models:
+                random_weights: bool = False, allow_download: bool = True, seed: int | None = None,
+                with_sam: bool = True) -> Models:
     """CLIP + tokenizer + preprocessing + SAM for a profile (or a ready Config).
 
     ``random_weights=True`` builds the real architectures with random weights: **for benchmarks
     only** (the compute is the same, the outputs are meaningless). The ``tiny`` profile is always
     random unless checkpoints are given. Random initialisation is seeded (``seed``, default
     ``cfg.seed``) without touching the global RNG, so tiny models are the same in every run.
+    ``with_sam=False`` skips SAM (``Models.sam`` is None): for ``train-adapter``, which needs CLIP only, so an
+    offline machine with just a CLIP checkpoint can train.
     """
     cfg = profile if isinstance(profile, Config) else get_config(profile)
     dev = torch.device(device) if device is not None else default_device()
@@ -559,9 +562,11 @@ def load_models(profile: str | Config | None = None, *, clip_checkpoint: str | P
         torch.manual_seed(cfg.seed if seed is None else seed)
         clip, tokenizer, preprocess = load_clip(cfg, clip_checkpoint, random_weights=random,
                                                 allow_download=allow_download, device=dev)
-        sam = load_sam(cfg.sam_model, sam_checkpoint, random_weights=random, allow_download=allow_download)
-    random_used = (random and clip_checkpoint is None) or (random and sam_checkpoint is None)
-    return Models(cfg=cfg, clip=clip, tokenizer=tokenizer, preprocess=preprocess, sam=sam.to(dev),
+        sam = load_sam(cfg.sam_model, sam_checkpoint, random_weights=random, allow_download=allow_download) \
+            if with_sam else None
+    random_used = (random and clip_checkpoint is None) or (random and with_sam and sam_checkpoint is None)
+    return Models(cfg=cfg, clip=clip, tokenizer=tokenizer, preprocess=preprocess,
+                  sam=sam.to(dev) if sam is not None else None,
                   device=dev, random_weights=bool(random_used))
 
 

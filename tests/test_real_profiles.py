@@ -74,3 +74,22 @@ def test_gpu_throughput_benchmark_runs_on_cpu_with_tiny_counts(tmp_path):
         assert float(cells[3]) > 0  # images/s
         shares = [float(c.rstrip("%")) for c in cells[4:9]]
         assert abs(sum(shares) - 100) < 2  # clip, sam encoder, ppg, cps, fusion
+
+
+def test_train_adapter_takes_a_clip_checkpoint_and_needs_no_sam(tmp_path, tiny_models, monkeypatch):
+    """Issue 11.13: `train-adapter --clip-checkpoint FILE` trains on that CLIP (and never loads SAM)."""
+    from clipsam_lite.__main__ import main
+    from clipsam_lite.adapter import backbone_fingerprint
+    from clipsam_lite.synthetic import make_synthetic
+
+    root = make_synthetic(tmp_path / "syn", categories=["tablet"], image_size=64, n_train=0, n_test_good=1,
+                          n_test_per_defect=1, defect_types=["stain"], signature=True)
+    other = models.load_models("tiny", device="cpu", seed=123)
+    ckpt = tmp_path / "clip.pt"
+    torch.save(other.clip.state_dict(), ckpt)
+    monkeypatch.setattr(models, "load_sam", lambda *a, **k: pytest.fail("train-adapter loaded SAM"))
+    out = tmp_path / "adapter.pt"
+    assert main(["train-adapter", "--dataset", "mvtec", "--root", str(root), "--profile", "tiny", "--epochs", "1",
+                 "--clip-checkpoint", str(ckpt), "--out", str(out)]) == 0
+    meta = torch.load(out, map_location="cpu", weights_only=True)["meta"]
+    assert meta["fingerprint"] == backbone_fingerprint(other) != backbone_fingerprint(tiny_models)
