@@ -88,8 +88,6 @@ def _cmd_segment(args: argparse.Namespace) -> int:
     overrides = parse_overrides(args.set, cfg)  # bad --set values fail before any file is read
     if args.stages:
         overrides["stages"] = args.stages
-    if args.precision:
-        overrides["precision"] = args.precision
     cfg = cfg.replace(**overrides)
     check_image_pixels(_header_size(args.image), cfg, str(args.image))  # before decoding a huge file
     image = read_image(args.image)  # clear errors for missing / corrupt files before any model loads
@@ -159,6 +157,9 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
 }
 
 
+_PRECISION_HELP = "autocast of the CLIP and SAM encoders (default auto: bf16 on a CUDA GPU that has it, else fp32)"
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m clipsam_lite",
@@ -186,8 +187,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--stages", type=int, choices=(1, 2, 3), default=None, help="CPS stages to run (default 3)")
     p.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
                    help="change a Config field, e.g. --set tau=0.6 --set max_prompt_sets=4 (repeatable)")
-    p.add_argument("--precision", choices=("auto", "fp32", "bf16", "fp16"), default=None,
-                   help="autocast of the CLIP and SAM encoders (default auto: bf16 on a CUDA GPU that has it, else fp32)")
+    p.add_argument("--precision", choices=("auto", "fp32", "bf16", "fp16"), default=None, help=_PRECISION_HELP)
     p.add_argument("--clip-checkpoint", default=None, help="a local open_clip checkpoint file (offline machines)")
     p.add_argument("--sam-checkpoint", default=None, help="a local SAM checkpoint file (offline machines)")
     p.add_argument("--out", required=True, help="output folder (created)")
@@ -221,6 +221,7 @@ def build_parser() -> argparse.ArgumentParser:
                        help="at most this many images per category, spread evenly (a quick subset)")
         p.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
                        help="change a Config field, e.g. --set tau=0.6 --set head=training_free (repeatable)")
+        p.add_argument("--precision", choices=("auto", "fp32", "bf16", "fp16"), default=None, help=_PRECISION_HELP)
         if name == "evaluate":
             p.add_argument("--fresh", action="store_true", help="delete OUT/cache first and recompute everything")
         p.add_argument("--clip-checkpoint", default=None, help="a local open_clip checkpoint file (offline machines)")
@@ -245,6 +246,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="which images are shown (seeded choice); models are seeded too")
     p.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
                    help="change a Config field, e.g. --set stages=2 --set tau=0.6 (repeatable)")
+    p.add_argument("--precision", choices=("auto", "fp32", "bf16", "fp16"), default=None, help=_PRECISION_HELP)
     p.add_argument("--formats", nargs="+", choices=("png", "pdf"), default=["png", "pdf"])
     p.add_argument("--dpi", type=float, default=None, help="PNG resolution (default: the packaged style's, 100)")
     p.add_argument("--clip-checkpoint", default=None, help="a local open_clip checkpoint file (offline machines)")
@@ -268,6 +270,8 @@ def _known_errors() -> tuple[type[BaseException], ...]:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if getattr(args, "precision", None) and isinstance(getattr(args, "set", None), list):
+        args.set.append(f"precision={args.precision}")  # --precision is --set precision=... for every command
     try:
         return COMMANDS[args.command](args)
     except KeyboardInterrupt:

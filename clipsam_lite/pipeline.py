@@ -218,6 +218,9 @@ def segment_batch(images: Sequence[np.ndarray], object_names: str | Sequence[str
         raise ValueError(f"segment_batch: {len(images)} images but {len(names)} object names.")
     for i, im in enumerate(images):
         check_image_pixels(np.shape(im)[:2], cfg, f"image {i}")
+    from .models import resolve_precision
+
+    resolve_precision(cfg.precision, getattr(models, "device", "cpu"))  # fp16 on a CPU: refused before any work
 
     t = time.perf_counter()
     clip = anomaly_maps(models, images, names, cfg, adapter=adapter)

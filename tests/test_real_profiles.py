@@ -93,3 +93,21 @@ def test_train_adapter_takes_a_clip_checkpoint_and_needs_no_sam(tmp_path, tiny_m
                  "--clip-checkpoint", str(ckpt), "--out", str(out)]) == 0
     meta = torch.load(out, map_location="cpu", weights_only=True)["meta"]
     assert meta["fingerprint"] == backbone_fingerprint(other) != backbone_fingerprint(tiny_models)
+
+
+def test_precision_flag_reaches_every_command_and_fp16_on_cpu_is_refused_before_work(tmp_path, capsys):
+    from clipsam_lite.__main__ import build_parser, main
+    from clipsam_lite.synthetic import render_item
+
+    for cmd in (["evaluate", "--dataset", "mvtec", "--root", "r", "--out", "o"],
+                ["ablate", "--dataset", "mvtec", "--root", "r", "--out", "o"], ["figures"],
+                ["segment", "x.png", "--object", "x", "--out", "o"]):
+        assert build_parser().parse_args([*cmd, "--precision", "bf16"]).precision == "bf16"
+    image, _ = render_item("tablet", 0)
+    path = tmp_path / "t.png"
+    from PIL import Image
+
+    Image.fromarray(image).save(path)
+    assert main(["segment", str(path), "--object", "tablet", "--profile", "tiny", "--precision", "fp16",
+                 "--out", str(tmp_path / "o")]) == 2
+    assert "needs a CUDA GPU" in capsys.readouterr().err
