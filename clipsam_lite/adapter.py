@@ -41,12 +41,11 @@ from .clip_maps import (
     _clip_device,
     check_layers,
     clip_mean_std,
-    layer_anomaly_probs,
+    layer_anomaly_map,
     object_name_for,
     patch_tokens,
     preprocess_images,
     text_matrix,
-    upsample_grid,
 )
 from .config import Config
 
@@ -214,12 +213,15 @@ def dice_loss(p: torch.Tensor, target: torch.Tensor, smooth: float = 1.0) -> tor
 
 def adapter_loss(adapter: Adapter, tokens: Sequence[torch.Tensor], grid: tuple[int, int], text: torch.Tensor,
                  masks: torch.Tensor, cfg: Config) -> tuple[torch.Tensor, float, float]:
-    """(loss, focal part, dice part) summed over layers; ``masks`` ``B x S x S`` at ``cfg.map_size``."""
+    """(loss, focal part, dice part) summed over layers; ``masks`` ``B x S x S`` at ``cfg.map_size``.
+
+    Each layer's map is made as at inference (``clip_maps.layer_anomaly_map``, ``cfg.map_order``; APRIL-GAN's
+    ``train.py`` also upsamples the logits before the softmax)."""
     size = masks.shape[-1]
     total_f = total_d = 0.0
     loss = torch.zeros((), device=masks.device)
     for feats in adapter(tokens):
-        p1 = upsample_grid(layer_anomaly_probs(feats, text, cfg.logit_scale), grid, size)
+        p1 = layer_anomaly_map(feats, text, cfg.logit_scale, grid, size, cfg.map_order)
         probs = torch.stack([1.0 - p1, p1], dim=1)
         f = focal_loss(probs, masks, cfg.focal_gamma)
         d = dice_loss(p1, masks) + dice_loss(1.0 - p1, 1.0 - masks)
