@@ -41,11 +41,12 @@ from .clip_maps import (
     _clip_device,
     check_layers,
     clip_mean_std,
-    layer_anomaly_map,
+    layer_anomaly_probs,
     object_name_for,
     patch_tokens,
     preprocess_images,
     text_matrix,
+    upsample_grid,
 )
 from .config import Config
 
@@ -215,13 +216,15 @@ def adapter_loss(adapter: Adapter, tokens: Sequence[torch.Tensor], grid: tuple[i
                  masks: torch.Tensor, cfg: Config) -> tuple[torch.Tensor, float, float]:
     """(loss, focal part, dice part) summed over layers; ``masks`` ``B x S x S`` at ``cfg.map_size``.
 
-    Each layer's map is made as at inference (``clip_maps.layer_anomaly_map``, ``cfg.map_order``; APRIL-GAN's
-    ``train.py`` also upsamples the logits before the softmax)."""
+    Training keeps softmax-then-upsample whatever ``cfg.map_order`` says (inference's default is APRIL-GAN's
+    upsample-then-softmax) [ours, open]: training the tiny profile's adapter in APRIL-GAN's order too was
+    measured to weaken its held-out flip consistency (correlation min 0.46 vs >= 0.6), so the switch waits
+    for a measurement on real weights."""
     size = masks.shape[-1]
     total_f = total_d = 0.0
     loss = torch.zeros((), device=masks.device)
     for feats in adapter(tokens):
-        p1 = layer_anomaly_map(feats, text, cfg.logit_scale, grid, size, cfg.map_order)
+        p1 = upsample_grid(layer_anomaly_probs(feats, text, cfg.logit_scale), grid, size)
         probs = torch.stack([1.0 - p1, p1], dim=1)
         f = focal_loss(probs, masks, cfg.focal_gamma)
         d = dice_loss(p1, masks) + dice_loss(1.0 - p1, 1.0 - masks)

@@ -56,8 +56,7 @@ def synthetic_adapter(models: Any, cfg: Config | None = None, epochs: int | None
     key = json.dumps({"backbone": backbone_fingerprint(models), "sample": root.name, "epochs": epochs,
                       "categories": list(AUX_CATEGORIES),
                       "cfg": {k: v for k, v in cfg.to_dict().items() if k.startswith(("adapter_", "clip_", "focal",
-                                                                                         "dice", "logit", "seed",
-                                                                                         "map_order"))}},
+                                                                                         "dice", "logit", "seed"))}},
                      sort_keys=True)
     path = cache_dir() / "adapters" / f"synthetic-{cfg.profile}-{hashlib.sha256(key.encode()).hexdigest()[:12]}.pt"
     if path.is_file():
