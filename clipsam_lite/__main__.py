@@ -89,19 +89,25 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 def _cmd_segment(args: argparse.Namespace) -> int:
     from .clip_maps import object_name_for
     from .demo import choose_adapter
+    from .evaluate import parse_overrides
     from .images import read_image
     from .models import load_models
-    from .pipeline import segment, write_outputs
+    from .pipeline import check_image_pixels, segment, write_outputs
 
-    image = read_image(args.image)  # clear errors for missing / corrupt files before any model loads
-    models = load_models(args.profile, clip_checkpoint=args.clip_checkpoint, sam_checkpoint=args.sam_checkpoint)
-    print(models.banner())
-    cfg = models.cfg
+    cfg = get_config(args.profile)
+    overrides = parse_overrides(args.set, cfg)  # bad --set values fail before any file is read
     if args.stages:
-        cfg = cfg.replace(stages=args.stages)
+        overrides["stages"] = args.stages
+    cfg = cfg.replace(**overrides)
+    check_image_pixels(_header_size(args.image), cfg, str(args.image))  # before decoding a huge file
+    image = read_image(args.image)  # clear errors for missing / corrupt files before any model loads
+    check_image_pixels(image.shape[:2], cfg, str(args.image))
+    models = load_models(cfg, clip_checkpoint=args.clip_checkpoint, sam_checkpoint=args.sam_checkpoint)
+    print(models.banner())
     if not args.adapter:
         print("No --adapter given: using the training-free CLIP head (train one with `train-adapter`).")
     adapter, cfg = choose_adapter(models, cfg, args.adapter, log=print)
+    cfg = cfg.replace(**overrides)  # what the user --set wins over the head's defaults
     result = segment(image, object_name_for(args.object), models, cfg, adapter=adapter)
     out = Path(args.out)
     written = write_outputs(result, image, cfg, out, profile=models.profile)
@@ -112,10 +118,22 @@ def _cmd_segment(args: argparse.Namespace) -> int:
     return 0
 
 
+def _header_size(path: str) -> tuple[int, int]:
+    """``(H, W)`` from the image file's header without decoding it; ``(0, 0)`` if unreadable (read_image reports)."""
+    try:
+        from PIL import Image
+
+        with Image.open(path) as im:
+            return int(im.size[1]), int(im.size[0])
+    except Exception:
+        return 0, 0
+
+
 def _cmd_train_adapter(args: argparse.Namespace) -> int:
     from .adapter import train_adapter_command
 
-    train_adapter_command(args.dataset, args.root, args.categories, args.profile, args.epochs, args.out)
+    train_adapter_command(args.dataset, args.root, args.categories, args.profile, args.epochs, args.out,
+                          clip_checkpoint=args.clip_checkpoint)
     return 0
 
 
@@ -199,6 +217,9 @@ def _dpi(text: str) -> float:
     return value
 
 
+_PRECISION_HELP = "autocast of the CLIP and SAM encoders (default auto: bf16 on a CUDA GPU that has it, else fp32)"
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m clipsam_lite",
@@ -241,6 +262,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--profile", choices=PROFILES, default=None)
     p.add_argument("--adapter", default=None, help="an adapter file from train-adapter (else the training-free head)")
     p.add_argument("--stages", type=int, choices=(1, 2, 3), default=None, help="CPS stages to run (default 3)")
+    p.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
+                   help="change a Config field, e.g. --set tau=0.6 --set max_prompt_sets=4 (repeatable)")
+    p.add_argument("--precision", choices=("auto", "fp32", "bf16", "fp16"), default=None, help=_PRECISION_HELP)
     p.add_argument("--clip-checkpoint", default=None, help="a local open_clip checkpoint file (offline machines)")
     p.add_argument("--sam-checkpoint", default=None, help="a local SAM checkpoint file (offline machines)")
     p.add_argument("--out", required=True, help="output folder (created)")
@@ -251,6 +275,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--categories", nargs="+", default=None, help="only these categories (default: all)")
     p.add_argument("--profile", choices=PROFILES, default=None)
     p.add_argument("--epochs", type=_int_at_least(1), default=None)
+    p.add_argument("--clip-checkpoint", default=None, help="a local open_clip checkpoint file (offline machines)")
     p.add_argument("--out", required=True, help="the adapter file to write")
 
     for name, help_text in (
@@ -273,6 +298,7 @@ def build_parser() -> argparse.ArgumentParser:
                        help="at most this many images per category, spread evenly (a quick subset)")
         p.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
                        help="change a Config field, e.g. --set tau=0.6 --set head=training_free (repeatable)")
+        p.add_argument("--precision", choices=("auto", "fp32", "bf16", "fp16"), default=None, help=_PRECISION_HELP)
         if name == "evaluate":
             p.add_argument("--fresh", action="store_true", help="delete OUT/cache first and recompute everything")
         p.add_argument("--clip-checkpoint", default=None, help="a local open_clip checkpoint file (offline machines)")
@@ -297,6 +323,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=_int_at_least(0), default=0, help="which images are shown (seeded choice); models are seeded too")
     p.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
                    help="change a Config field, e.g. --set stages=2 --set tau=0.6 (repeatable)")
+    p.add_argument("--precision", choices=("auto", "fp32", "bf16", "fp16"), default=None, help=_PRECISION_HELP)
     p.add_argument("--formats", nargs="+", choices=("png", "pdf"), default=["png", "pdf"])
     p.add_argument("--dpi", type=_dpi, default=None, help="PNG resolution (default: the packaged style's, 100)")
     p.add_argument("--clip-checkpoint", default=None, help="a local open_clip checkpoint file (offline machines)")
@@ -393,6 +420,8 @@ def _message(e: BaseException) -> str:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     debug = bool(getattr(args, "debug", False))
+    if getattr(args, "precision", None) and isinstance(getattr(args, "set", None), list):
+        args.set.append(f"precision={args.precision}")  # --precision is --set precision=... for every command
     try:
         precheck(args)
         return COMMANDS[args.command](args)

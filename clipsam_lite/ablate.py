@@ -7,7 +7,8 @@ per image"); METHOD.md steps 3-5 (the alternatives they list, switched one at a 
 :func:`ablate` runs the grid of METHOD.md: negative strategy x CPS stages x fusion, plus stage 0
 (the CLIP map ``S_a`` alone, one row). Each image's CLIP map and SAM embedding are computed once
 (one CLIP pass and at most one SAM encoder pass per image for the whole grid); the decoder
-cascade runs once per (strategy, stages) and the five fusions are read from its mask and logits.
+cascade runs once per strategy with the most stages asked for, the shorter cascades are its prefixes,
+and the five fusions are read from each prefix's mask and logits.
 Category by category, so memory stays bounded by the largest category.
 """
 
@@ -135,12 +136,13 @@ def _encode_category(setup: EvalSetup, category: str, progress: bool) -> list[_E
             items = [ds.read(r) for r in records]
             names = [object_name_for(it.category) for it in items]
             clip = anomaly_maps(setup.models, [it.image for it in items], names, cfg, adapter=setup.adapter)
-            need = [i for i, s_a in enumerate(clip.maps) if needs_sam(s_a, cfg)[1]]
-            embs = embed_images(setup.models.sam, [items[i].image for i in need], batch_size=cfg.batch_size)
+            need = [i for i, s_a in enumerate(clip.maps) if needs_sam(s_a, cfg, setup.models)[1]]
+            embs = embed_images(setup.models.sam, [items[i].image for i in need], batch_size=cfg.sam_batch_size,
+                                precision=cfg.precision)
             by_index = dict(zip(need, embs, strict=True))
             for i, rec in enumerate(records):
                 out.append(_Encoded(s_a=clip.maps[i], image_score=float(clip.image_scores[i]), object_name=names[i],
-                                    embedding=by_index.get(i), mask=eval_mask(rec, ds.mask_rule, setup.resolution),
+                                    embedding=by_index.get(i), mask=eval_mask(rec, ds.mask_rule, setup.resolution, cfg.eval_resize),
                                     label=int(rec.label)))
             bar.update(len(records))
     return out
@@ -148,30 +150,39 @@ def _encode_category(setup: EvalSetup, category: str, progress: bool) -> list[_E
 
 def _grid_maps(setup: EvalSetup, enc: list[_Encoded], settings: list[Setting], progress: bool
                ) -> Iterator[tuple[Setting, list[np.ndarray]]]:
-    """Yield (setting, final maps at the evaluation resolution); one cascade per (strategy, stages)."""
+    """Yield (setting, final maps at the evaluation resolution).
+
+    One cascade run per (negative strategy, image), with the most stages any setting of that strategy
+    asks for: the 1- and 2-stage results are its prefixes (a stage never depends on the stages after it,
+    so they equal separate runs exactly) [ours, issue 11.12].
+    """
     from tqdm.auto import tqdm
 
     from .cps import fuse
     from .pipeline import final_mask_and_logits, finish_from_maps
+    from .ppg import length_scale
 
-    res = setup.resolution
-    groups: dict[tuple[str, int], list[Setting]] = {}
+    res, mode = setup.resolution, setup.cfg.eval_resize
+    groups: dict[str, dict[int, list[Setting]]] = {}
     for s in settings:
         if s.stages == 0:
-            yield s, [eval_map(e.s_a, res) for e in enc]
+            yield s, [eval_map(e.s_a, res, mode) for e in enc]
         else:
-            groups.setdefault((s.negative_strategy, s.stages), []).append(s)
-    for (strategy, n_stages), members in tqdm(groups.items(), desc="grid", unit="setting", disable=not progress,
-                                              leave=False):
-        cfg = setup.cfg.replace(negative_strategy=strategy, stages=n_stages)
-        maps: dict[str, list[np.ndarray]] = {s.fusion: [] for s in members}
+            groups.setdefault(s.negative_strategy, {}).setdefault(s.stages, []).append(s)
+    for strategy, by_stages in tqdm(groups.items(), desc="grid", unit="strategy", disable=not progress, leave=False):
+        cfg = setup.cfg.replace(negative_strategy=strategy, stages=max(by_stages))
+        maps: dict[tuple[int, str], list[np.ndarray]] = {(n, s.fusion): [] for n, ms in by_stages.items() for s in ms}
         for e in enc:
             r = finish_from_maps(e.s_a, e.image_score, e.object_name, e.embedding, setup.models, cfg)
-            mask, logits = final_mask_and_logits(r.cascades, r.size)
-            for fusion in maps:
-                maps[fusion].append(eval_map(fuse(e.s_a, mask, logits, cfg.replace(fusion=fusion)), res))
-        for s in members:
-            yield s, maps.pop(s.fusion)
+            scale = length_scale(cfg, e.s_a.shape[:2], e.s_a.shape[:2])
+            for n, members in by_stages.items():
+                mask, logits = final_mask_and_logits([c.prefix(n) for c in r.cascades], r.size)
+                for s in members:
+                    maps[(n, s.fusion)].append(eval_map(fuse(e.s_a, mask, logits, cfg.replace(fusion=s.fusion), scale),
+                                                        res, mode))
+        for n, members in by_stages.items():
+            for s in members:
+                yield s, maps.pop((n, s.fusion))
 
 
 def ablate(dataset: str, root: str | os.PathLike[str], out: str | os.PathLike[str], *,

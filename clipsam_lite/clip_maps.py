@@ -17,9 +17,10 @@ For one image and its object name (e.g. ``"bottle"``):
    :mod:`clipsam_lite.adapter`). :func:`training_free_head`. This module takes a trained head as an
    argument (anything shaped like :class:`Head`) and never imports the adapter module: the adapter
    depends on the CLIP map code, not the other way round.
-4. **Map** per layer ``l``: ``softmax(logit_scale * normalize(tokens_l) @ T^T)[..., abnormal]`` -> grid
-   -> bilinear upsample to the working resolution; mean over layers; optional Gaussian smoothing
-   (AnomalyCLIP); bilinear resize back to the image's own ``H x W``. :func:`layer_anomaly_probs`,
+4. **Map** per layer ``l``: the two-channel logits ``logit_scale * normalize(tokens_l) @ T^T`` -> grid ->
+   bilinear upsample to the working resolution -> softmax -> abnormal channel (APRIL-GAN's order;
+   ``Config.map_order`` switches to softmax first); mean over layers; optional Gaussian smoothing
+   (AnomalyCLIP); bilinear resize back to the image's own ``H x W``. :func:`layer_anomaly_map`,
    :func:`combine_layer_maps`, :func:`gaussian_smooth`.
 5. **Image score**: CLIP's global image embedding against ``T`` (softmax abnormal probability),
    optionally mixed with the map's maximum. :func:`global_anomaly_scores`, :func:`image_scores_from`.
@@ -39,6 +40,7 @@ import torch
 import torch.nn.functional as F
 
 from .config import Config
+from .models import encoder_autocast
 
 if TYPE_CHECKING:  # pragma: no cover
     from .models import Models
@@ -60,7 +62,8 @@ class Head(Protocol):
 __all__ = [
     "NORMAL_STATES", "ABNORMAL_STATES", "TEMPLATES", "Head", "ClipMaps", "PatchTokens", "object_name_for",
     "prompt_sentences", "text_matrix", "clear_text_cache", "check_image", "clip_mean_std", "preprocess_images",
-    "check_layers", "patch_tokens", "head_features", "linear_interp_matrix", "training_free_head", "layer_anomaly_probs", "upsample_grid", "combine_layer_maps",
+    "check_layers", "patch_tokens", "head_features", "linear_interp_matrix", "training_free_head", "layer_anomaly_probs", "upsample_grid",
+    "MAP_ORDERS", "layer_anomaly_map", "combine_layer_maps",
     "gaussian_kernel1d", "gaussian_smooth", "resize_map", "global_anomaly_scores", "image_scores_from",
     "anomaly_maps",
 ]
@@ -182,7 +185,21 @@ def check_image(image: Any, index: int | None = None) -> np.ndarray:
 
 
 def clip_mean_std(models: Models) -> tuple[tuple[float, ...], tuple[float, ...]]:
-    """CLIP's normalisation (mean, std) per RGB channel, from the model's preprocess config (OpenAI's by default)."""
+    """CLIP's normalisation (mean, std) per RGB channel.
+
+    First from the pretrained tag's own config (``open_clip.get_pretrained_cfg(clip_model, clip_pretrained)``):
+    the weights were trained with it, also when they come from a local ``--clip-checkpoint``, where
+    open_clip's model would carry its architecture's default (OpenAI's) instead (issue 11.9). Then the
+    model's preprocess config; OpenAI's values last.
+    """
+    mcfg = getattr(models, "cfg", None)
+    tag = getattr(mcfg, "clip_pretrained", None)
+    if tag:
+        import open_clip
+
+        pre = open_clip.get_pretrained_cfg(mcfg.clip_model, tag) or {}
+        if pre.get("mean") and pre.get("std"):
+            return tuple(float(v) for v in pre["mean"]), tuple(float(v) for v in pre["std"])
     cfg = getattr(models.clip.visual, "preprocess_cfg", None) or {}
     if "mean" in cfg and "std" in cfg:
         return tuple(cfg["mean"]), tuple(cfg["std"])
@@ -368,6 +385,32 @@ def upsample_grid(probs: torch.Tensor, grid: tuple[int, int], size: int) -> torc
     return uh @ g @ uw.T
 
 
+MAP_ORDERS = ("upsample_softmax", "softmax_upsample")
+
+
+def layer_anomaly_map(features: torch.Tensor, text: torch.Tensor, logit_scale: float, grid: tuple[int, int],
+                      size: int, order: str = "upsample_softmax") -> torch.Tensor:
+    """One layer's ``B x size x size`` abnormal-probability map from ``B x (h*w) x D`` head features (METHOD.md step 1).
+
+    ``order="upsample_softmax"`` (default, APRIL-GAN ``test.py``: ``F.interpolate`` the two-channel logits,
+    then softmax): both channels of ``logit_scale * normalize(features) @ T^T`` are upsampled bilinearly
+    and the softmax is taken per pixel. Interpolation keeps ``align_corners=False`` (each patch value at
+    its patch's centre, as everywhere in this package) [ours: the order follows APRIL-GAN, the corner
+    convention is ours]. ``"softmax_upsample"``
+    (our earlier order, kept for comparison): softmax on the grid, then the abnormal probability is
+    upsampled. The two differ up to ~0.2 where neighbouring patches disagree strongly (issue 11.6).
+    """
+    if order == "softmax_upsample":
+        return upsample_grid(layer_anomaly_probs(features, text, logit_scale), grid, size)
+    if order != "upsample_softmax":
+        raise ValueError(f"Unknown map order {order!r}; choose one of {list(MAP_ORDERS)}.")
+    f = F.normalize(features.float(), dim=-1)
+    logits = logit_scale * (f @ text.float().transpose(-1, -2))  # B x N x 2
+    b = logits.shape[0]
+    up = upsample_grid(logits.permute(0, 2, 1).reshape(b * 2, -1), grid, size).view(b, 2, size, size)
+    return torch.softmax(up, dim=1)[:, 1]
+
+
 def gaussian_kernel1d(sigma: float) -> torch.Tensor:
     """Normalised 1-D Gaussian, radius ``int(4 * sigma + 0.5)`` (scipy.ndimage's truncate=4)."""
     radius = int(4.0 * sigma + 0.5)
@@ -494,10 +537,13 @@ def anomaly_maps(models: Models, images: list[np.ndarray], object_names: str | l
         for start in range(0, len(images), max(1, cfg.batch_size)):
             chunk = images[start:start + max(1, cfg.batch_size)]
             batch = preprocess_images(chunk, cfg.clip_image_size, mean, std, dev)
-            pt = patch_tokens(models, batch, layers, vv)
+            with encoder_autocast(cfg.precision, dev):
+                pt = patch_tokens(models, batch, layers, vv)
+            pt.tokens = [t.float() for t in pt.tokens]
+            pt.global_embedding = pt.global_embedding.float()
             text = torch.stack([text_matrix(models, n) for n in names[start:start + len(chunk)]])  # B x 2 x D
             feats = head_features(models, pt, cfg, adapter)
-            lm = torch.stack([upsample_grid(layer_anomaly_probs(f, text, cfg.logit_scale), pt.grid, size)
+            lm = torch.stack([layer_anomaly_map(f, text, cfg.logit_scale, pt.grid, size, cfg.map_order)
                               for f in feats], dim=1)  # B x L x S x S
             sa = combine_layer_maps(lm, cfg.smoothing_sigma)
             g_scores.append(global_anomaly_scores(pt.global_embedding, text, cfg.logit_scale).cpu())

@@ -33,6 +33,13 @@ NEGATIVE_STRATEGIES = ("cofeature", "ring_low_score", "global_low_score", "none"
 FUSIONS = ("gate", "mask", "sigmoid_logits", "blend", "gate_dilated")
 HEADS = ("adapter", "training_free")
 IMAGE_SCORE_MODES = ("global", "global_max_mix")
+MAP_ORDERS = ("upsample_softmax", "softmax_upsample")
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+LENGTH_UNITS = ("sam1024", "original")
+PPG_RESOLUTIONS = ("sam_input", "original")
+EVAL_RESIZES = ("squash", "crop")
+SAM_LENGTH_FRAME = 1024
+"""Lengths of PPG/CPS are measured in SAM's input frame scaled so that its long side is this many pixels."""
 
 
 @dataclass
@@ -66,6 +73,14 @@ class Config:
     """How many final blocks get the value-value path when ``vv_attention`` is on [ours]."""
     logit_scale: float = 100.0
     """Temperature of softmax(logit_scale * tokens @ T^T) [ours, following APRIL-GAN/WinCLIP]."""
+    map_order: str = "upsample_softmax"
+    """``upsample_softmax``: bilinear upsample of the two-channel logits, then softmax (APRIL-GAN ``test.py``'s
+    order; we keep ``align_corners=False``); ``softmax_upsample``: softmax on the patch grid, then upsample
+    (our earlier order) [ours]."""
+    training_free_tuning: bool = True
+    """When a real profile (``paper``/``base``) runs the training-free head (no adapter), switch to the
+    settings that suit it: value-value attention in the last blocks and an Otsu tau, and say so loudly
+    (``clip_maps.tuned_for_training_free``); False keeps the Config as given [ours]."""
     smoothing_sigma: float = 4.0
     """Gaussian smoothing of S_a in pixels of the working resolution; 0 disables [ours, AnomalyCLIP]."""
     working_size: int | None = None
@@ -92,29 +107,51 @@ class Config:
     k_neg: int = 3
     """Number of negative points from the ring N_a (eq. 3) [ours: value]."""
     d_min: float = 32.0
-    """Minimum distance in original-image pixels between points of one label
-    [paper: "spaced by 400 pixels", read as a minimum distance; ours: the value for 256-1024 px images]."""
+    """Minimum distance between points of one label, in ``length_unit`` pixels (SAM's 1024 frame by default)
+    [paper: "spaced by 400 pixels", read as a minimum distance; ours: the value]."""
     ring_radius: int = 16
-    """Dilation radius r of N_a = dilate(M_apa, r) - M_apa in pixels (eq. 3) [ours]."""
+    """Dilation radius r of N_a = dilate(M_apa, r) - M_apa in ``length_unit`` pixels (eq. 3) [ours]."""
     negative_strategy: str = "cofeature"
     """``cofeature`` (ring pixels least similar to the SAM prototype f+), ``ring_low_score``,
     ``global_low_score`` or ``none`` [paper: co-feature; exact rule ours]."""
     per_component: bool = True
     """One cascade per connected component of M_apa, masks united (True), or all points at once [ours]."""
     min_component_area: int = 16
-    """Components of M_apa smaller than this many pixels are ignored (noise) [ours]."""
+    """Components of M_apa smaller than this many pixels (squared ``length_unit`` pixels) are ignored [ours]."""
+    length_unit: str = "sam1024"
+    """Unit of every PPG/CPS length (``d_min``, ``ring_radius``, ``box_margin``, ``secondary_ring``,
+    ``min_component_area``, ``gate_dilation``): ``sam1024`` = pixels of SAM's input frame scaled to a long
+    side of 1024 (one Config means the same on 700-px MVTec and 1500-px VisA images, METHOD.md step 3);
+    ``original`` = the image's own pixels (the behaviour before issue 11.7) [ours]."""
+    ppg_resolution: str = "sam_input"
+    """Where PPG and the cascade's secondary points and boxes are computed: ``sam_input`` = on S_a resized to
+    SAM's input frame (long side ``img_size``: 1024 for real SAMs), so memory is bounded whatever the image
+    size; ``original`` = at the image's size (the behaviour before issue 12.1). Points and boxes given to SAM
+    are in original-image coordinates either way [ours]."""
+    max_prompt_sets: int = 8
+    """At most this many prompt sets (cascades) per image: the components with the largest R_a mass are kept;
+    0 = no cap (the behaviour before issue 11.11) [ours]."""
+    max_image_pixels: int = 40_000_000
+    """Images with more pixels (H * W) are refused before any work, with a message naming the limit and how to
+    downscale or raise it; 0 = no limit. Memory grows linearly with H * W (benchmarks/memory_scaling.py) [ours]."""
 
     # --- CPS: Cascaded Prompts for SAM (METHOD.md step 4) --------------------------------------
     stages: int = 3
     """How many cascade stages run: 1 (points), 2 (+ secondary points and logit1), 3 (+ box) [paper: 3]."""
     box_margin: int = 8
-    """Pixels added around bbox(M2) for the stage-3 box, clipped to the image [ours]."""
+    """``length_unit`` pixels added around bbox(M2) for the stage-3 box, clipped to the image [ours]."""
     secondary_points: bool = True
     """Stage 2 adds new positives inside M1 and new negatives around it [ours]."""
     k_secondary_pos: int = 2
     k_secondary_neg: int = 2
     secondary_ring: int = 8
-    """Width in pixels of the ring around M1 where secondary negatives are sought [ours]."""
+    """Width (``length_unit`` pixels) of the ring around M1 where secondary negatives are sought [ours]."""
+    secondary_tau: bool = True
+    """Secondary positives must have S_a > tau and secondary negatives S_a <= tau, outside M_apa (METHOD.md
+    step 4); False = no such condition (the behaviour before issue 11.8) [ours]."""
+    batch_prompt_sets: bool = True
+    """Run the decoder once per stage for all prompt sets with the same number of points (SamPredictor's
+    ``predict_torch`` takes a batch); False = one ``predict`` call per set and stage [ours]."""
     multimask_stage1: bool = False
     """Stage 1 asks SAM for one mask; stages 2-3 for three and keep the best predicted IoU [ours, PerSAM]."""
 
@@ -128,8 +165,20 @@ class Config:
 
     # --- evaluation --------------------------------------------------------------------------------
     resolution: int = 518
-    """Maps and masks are compared at this size (resize + center crop) [field convention]."""
+    """Maps and masks are compared at ``resolution x resolution`` [field convention]."""
+    eval_resize: str = "squash"
+    """How maps and masks reach the square: ``squash`` (resize both sides, as APRIL-GAN ``test.py`` and
+    AnomalyCLIP's ``Resize((518, 518))``: no pixel is dropped) or ``crop`` (short side resized, centre crop:
+    a 1500 x 1000 VisA image loses a third of its pixels) [field convention; METHOD.md "Evaluation protocol"]."""
     batch_size: int = 8
+    """Images per CLIP forward (and per evaluation chunk)."""
+    sam_batch_size: int = 2
+    """Images per SAM image-encoder forward: its global attention materialises full attention matrices
+    (vit_b: ~2.35 GiB per image and block on CPU), so it has its own, small batch size [ours]."""
+    precision: str = "auto"
+    """Autocast dtype of the two encoders (CLIP visual tower, SAM image encoder): ``fp32`` (none), ``bf16``,
+    ``fp16``, or ``auto`` = bf16 on a CUDA GPU that supports it, else fp32. Heads, PPG and the decoder
+    stay fp32 [ours; APRIL-GAN runs under autocast]."""
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -165,11 +214,13 @@ def _check_choice(name: str, value: Any, choices: tuple[str, ...]) -> None:
 
 _CHOICES: dict[str, tuple[str, ...]] = {
     "profile": PROFILES, "head": HEADS, "tau_mode": TAU_MODES, "negative_strategy": NEGATIVE_STRATEGIES,
-    "fusion": FUSIONS, "image_score_mode": IMAGE_SCORE_MODES,
+    "fusion": FUSIONS, "image_score_mode": IMAGE_SCORE_MODES, "map_order": MAP_ORDERS, "precision": PRECISIONS,
+    "length_unit": LENGTH_UNITS, "ppg_resolution": PPG_RESOLUTIONS, "eval_resize": EVAL_RESIZES,
 }
 _STRINGS = ("clip_model", "sam_model")
 _OPTIONAL_STRINGS = ("clip_pretrained",)
-_BOOLS = ("vv_attention", "per_component", "secondary_points", "multimask_stage1")
+_BOOLS = ("vv_attention", "per_component", "secondary_points", "multimask_stage1", "training_free_tuning",
+          "secondary_tau", "batch_prompt_sets")
 
 _INT_RANGES: dict[str, tuple[int, int]] = {
     # inclusive [low, high]; the upper bounds keep memory and time finite (a 4096 px map is 64 MB) [ours]
@@ -178,6 +229,7 @@ _INT_RANGES: dict[str, tuple[int, int]] = {
     "min_component_area": (0, 10 ** 9), "box_margin": (0, 4096), "k_secondary_pos": (0, 256),
     "k_secondary_neg": (0, 256), "secondary_ring": (0, 4096), "gate_dilation": (0, 4096),
     "resolution": (16, 4096), "batch_size": (1, 1024), "seed": (0, 2 ** 32 - 1),
+    "sam_batch_size": (1, 1024), "max_prompt_sets": (0, 4096), "max_image_pixels": (0, 10 ** 10),  # 0 = no limit
 }
 _OPTIONAL_INT_RANGES: dict[str, tuple[int, int]] = {"working_size": (16, 4096)}
 
@@ -294,17 +346,20 @@ _PRESETS: dict[str, dict[str, Any]] = {
     "paper": dict(
         clip_model="ViT-L-14-336-quickgelu", clip_pretrained="openai", clip_image_size=518,
         clip_layers=(6, 12, 18, 24), sam_model="vit_h", d_min=48.0, ring_radius=24, box_margin=16,
-        batch_size=8,
+        batch_size=8, sam_batch_size=1,
     ),
     "base": dict(
         clip_model="ViT-B-16-quickgelu", clip_pretrained="openai", clip_image_size=448,
         clip_layers=(3, 6, 9, 12), sam_model="vit_b", d_min=40.0, ring_radius=20, box_margin=12,
-        batch_size=4,
+        batch_size=4, sam_batch_size=2,
     ),
     "tiny": dict(
         clip_model="clipsam-tiny-vit", clip_pretrained=None, clip_image_size=224,
-        clip_layers=(1, 2, 3, 4), sam_model="tiny", d_min=24.0, ring_radius=12, box_margin=6,
-        smoothing_sigma=2.0, resolution=256, batch_size=8,
+        clip_layers=(1, 2, 3, 4), sam_model="tiny", smoothing_sigma=2.0, resolution=256, batch_size=8,
+        sam_batch_size=8,
+        # lengths in SAM's 1024 frame: the tiny SAM's 256-px frame is a quarter of it, so these are the
+        # earlier 24 / 12 / 6 / 8 / 16 / 8 pixels of a 256-px image, times 4 (areas times 16)
+        d_min=96.0, ring_radius=48, box_margin=24, secondary_ring=32, min_component_area=256, gate_dilation=32,
     ),
     # mini: the shipped mini-CLIP (128 px, patch 8 -> 16 x 16 grid, 4 blocks) on 128 px world images [ours]
     "mini": dict(
@@ -313,6 +368,26 @@ _PRESETS: dict[str, dict[str, Any]] = {
         smoothing_sigma=2.0, resolution=128, batch_size=16, min_component_area=8,
     ),
 }
+
+
+TRAINING_FREE_SETTINGS: dict[str, dict[str, Any]] = {
+    "paper": dict(vv_attention=True, vv_last_layers=12, tau_mode="otsu"),
+    "base": dict(vv_attention=True, vv_last_layers=6, tau_mode="otsu"),
+}
+"""What a real profile switches to when it runs the training-free head (no adapter) [ours, issue 11.10]:
+raw patch tokens through ``ln_post``/``proj`` give poor or inverted maps (why CLIP Surgery exists), so
+the value-value attention path runs in the last half of the blocks (CLIP Surgery / MaskCLIP), and the
+uncalibrated absolute ``tau = 0.5`` becomes a per-image Otsu threshold. ``Config.training_free_tuning``
+turns this off; ``--set`` overrides any of these fields afterwards."""
+
+
+def training_free_settings(cfg: Config) -> Config:
+    """``cfg`` with :data:`TRAINING_FREE_SETTINGS` of its profile applied (unchanged for ``tiny``, or when
+    ``cfg.training_free_tuning`` is False)."""
+    changes = TRAINING_FREE_SETTINGS.get(cfg.profile)
+    if not changes or not cfg.training_free_tuning:
+        return cfg
+    return cfg.replace(**changes)
 
 
 def resolve_profile(profile: str | None = None) -> str:
@@ -338,4 +413,5 @@ def preset(profile: str) -> dict[str, Any]:
     return dict(_PRESETS[resolve_profile(profile)])
 
 
-__all__ = ["Config", "PROFILES", "PROFILE_ENV", "get_config", "resolve_profile", "preset"]
+__all__ = ["Config", "PROFILES", "PROFILE_ENV", "get_config", "resolve_profile", "preset", "TRAINING_FREE_SETTINGS",
+           "training_free_settings"]

@@ -230,7 +230,10 @@ def cascade_example(profile: str, category: str = "tablet", defect: str = "hole"
     from .synthetic import sample_root
 
     models = load_models(profile, seed=seed)
-    cfg = get_config(profile, seed=seed, **cfg_fields)
+    # the notebooks give their lengths in the 256-px sample's own pixels, and PPG runs at the image's size
+    lengths = dict(length_unit="original", ppg_resolution="original", secondary_ring=8, min_component_area=16,
+                   gate_dilation=8)
+    cfg = get_config(profile, seed=seed, **{**lengths, **cfg_fields})
     adapter, cfg, head = course_adapter(models, cfg, adapter_path, log=log)
     root = data_root or sample_root(signature=models.profile == "tiny")
     items = [it for it in load_dataset("mvtec", root, category) if it.defect_type == defect]

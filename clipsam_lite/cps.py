@@ -14,11 +14,17 @@ for three and keep the one with the highest predicted IoU. The low-res logits ar
 exactly as SAM returned them (1 x 256 x 256 for the real models): any other mask prompt misbehaves.
 
 The cascade talks to SAM only through a ``segment_anything.SamPredictor`` whose image is already
-set (``sam_features.predictor_for``), so it never runs the image encoder.
+set (``sam_features.predictor_for``), or through ``sam_features.FramePredictor`` (the pipeline's: the
+same decoder, with prompts and masks in PPG's working frame, SAM's input frame by default), so it never
+runs the image encoder. Lengths (``d_min``, ``secondary_ring``, ``box_margin``) are in
+``Config.length_unit`` pixels, converted to the map's pixels by ``length_scale`` (``ppg.length_scale``).
+:func:`run_cascades` runs all prompt sets of an image stage by stage, so a predictor with
+``predict_many`` decodes every set of a stage in one batched call (``Config.batch_prompt_sets``).
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -28,8 +34,20 @@ from .config import Config
 from .ppg import dilate_disc, ring, spaced_topk
 
 __all__ = [
-    "StageResult", "CascadeResult", "run_cascade", "box_from_mask", "secondary_points", "fuse", "Predictor",
+    "StageResult", "CascadeResult", "run_cascade", "run_cascades", "box_from_mask", "secondary_points", "fuse",
+    "Predictor", "CascadeFrame",
 ]
+
+
+@dataclass(frozen=True)
+class CascadeFrame:
+    """Where a cascade's masks live: the working frame ``work_size`` of an ``original_size`` image whose SAM
+    input frame is ``input_size`` in an ``img_size`` square (what :meth:`CascadeResult.full_mask` needs)."""
+
+    original_size: tuple[int, int]
+    work_size: tuple[int, int]
+    input_size: tuple[int, int]
+    img_size: int
 
 
 class Predictor(Protocol):
@@ -63,6 +81,8 @@ class StageResult:
     chosen: int
     n_secondary: int = 0
     """How many of ``points`` are stage-2 secondary points (the last ones)."""
+    points_work: np.ndarray | None = None
+    """``points`` in the cascade's working frame (where ``mask`` lives); None when that is the image itself."""
 
     @property
     def area(self) -> int:
@@ -75,6 +95,32 @@ class CascadeResult:
 
     stages: list[StageResult] = field(default_factory=list)
     stopped: str | None = None
+    frame: CascadeFrame | None = None
+    """Set when the masks are in a working frame other than the image (see :meth:`full_mask`)."""
+
+    def prefix(self, n_stages: int) -> CascadeResult:
+        """This cascade as if ``cfg.stages`` had been ``n_stages``: its first stages (a stage never depends on the
+        later ones, so this equals a separate run with fewer stages) [ours, the ablation's stage rows]."""
+        stages = self.stages[:n_stages]
+        stopped = self.stopped if len(stages) == len(self.stages) else None
+        return CascadeResult(stages=stages, stopped=stopped, frame=self.frame)
+
+    def full_mask(self, stage: StageResult | None = None, logits: bool = False) -> np.ndarray | None:
+        """A stage's mask (default: :attr:`final`) at the image's size, or its logits with ``logits=True``.
+
+        In a working frame, computed from the stage's low-res logits with ``Sam.postprocess_masks``'
+        operations at the original size: exactly the mask ``SamPredictor.predict`` would return.
+        """
+        from .sam_features import low_res_to_size
+
+        stage = self.final if stage is None else stage
+        if stage is None:
+            return None
+        if self.frame is None or tuple(stage.mask.shape) == tuple(self.frame.original_size):
+            return stage.logits if logits else stage.mask
+        full = low_res_to_size(stage.low_res_logits, self.frame.input_size, self.frame.img_size,
+                               self.frame.original_size)[0].numpy()
+        return full if logits else full > 0.0
 
     @property
     def final(self) -> StageResult | None:
@@ -110,92 +156,136 @@ def _far_from(points: np.ndarray, shape: tuple[int, int], d_min: float) -> np.nd
 
 
 def secondary_points(s_a: np.ndarray, m1: np.ndarray, points: np.ndarray, labels: np.ndarray,
-                     cfg: Config) -> tuple[np.ndarray, np.ndarray]:
+                     cfg: Config, tau: float | None = None, m_apa: np.ndarray | None = None,
+                     length_scale: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
     """Stage-2 secondary points **[ours]** (METHOD.md step 4).
 
     New positives: the highest ``S_a`` inside ``M1``, at least ``d_min`` from every existing positive
     and from each other (``k_secondary_pos`` of them). New negatives: the lowest ``S_a`` in the ring
     ``dilate(M1, secondary_ring) - M1``, at least ``d_min`` from existing negatives
-    (``k_secondary_neg``). Returns (points (m, 2) x, y; labels (m,)).
+    (``k_secondary_neg``). With ``cfg.secondary_tau`` and ``tau`` given, positives need ``S_a > tau``
+    and negatives ``S_a <= tau`` and lie outside ``m_apa`` (default ``S_a > tau``): a negative is never
+    put on the region PPG called anomalous (issue 11.8). Lengths are scaled by ``length_scale``.
+    Returns (points (m, 2) x, y; labels (m,)).
     """
     shape = s_a.shape
-    pos_cand = m1 & _far_from(points[labels == 1], shape, cfg.d_min)
-    new_pos = spaced_topk(s_a, cfg.k_secondary_pos, cfg.d_min, pos_cand)
-    neg_cand = ring(m1, cfg.secondary_ring) & _far_from(points[labels == 0], shape, cfg.d_min)
-    new_neg = spaced_topk(s_a, cfg.k_secondary_neg, cfg.d_min, neg_cand, largest=False)
+    d_min = cfg.d_min * length_scale
+    pos_cand = m1 & _far_from(points[labels == 1], shape, d_min)
+    neg_cand = ring(m1, cfg.secondary_ring * length_scale) & _far_from(points[labels == 0], shape, d_min)
+    if cfg.secondary_tau and tau is not None:
+        above = np.asarray(s_a) > tau
+        pos_cand &= above
+        neg_cand &= ~above & ~(above if m_apa is None else np.asarray(m_apa, dtype=bool))
+    new_pos = spaced_topk(s_a, cfg.k_secondary_pos, d_min, pos_cand)
+    new_neg = spaced_topk(s_a, cfg.k_secondary_neg, d_min, neg_cand, largest=False)
     pts = np.concatenate([np.asarray(new_pos, float).reshape(-1, 2), np.asarray(new_neg, float).reshape(-1, 2)])
     lab = np.concatenate([np.ones(len(new_pos), int), np.zeros(len(new_neg), int)])
     return pts, lab
 
 
-def _decode(predictor: Predictor, stage: int, points: np.ndarray, labels: np.ndarray, box: np.ndarray | None,
-            mask_input: np.ndarray | None, multimask: bool, n_secondary: int = 0) -> StageResult:
-    logits, ious, low_res = predictor.predict(
-        point_coords=points.astype(np.float32) if len(points) else None,
-        point_labels=labels.astype(np.int32) if len(points) else None,
-        box=box, mask_input=mask_input, multimask_output=multimask, return_logits=True,
-    )
+def _stage_result(predictor: Predictor, stage: int, points: np.ndarray, labels: np.ndarray, box: np.ndarray | None,
+                  mask_input: np.ndarray | None, multimask: bool, n_secondary: int, out: tuple) -> StageResult:
+    logits, ious, low_res = out
     logits = np.asarray(logits)
     ious = np.asarray(ious, dtype=np.float32)
     best = int(np.argmax(ious)) if multimask else 0
+    to_original = getattr(predictor, "to_original", None)
+    framed = to_original is not None and tuple(getattr(predictor, "work_size", ())) != \
+        tuple(getattr(predictor, "original_size", ()))
     return StageResult(
-        stage=stage, points=points, labels=labels, box=box, mask_input=mask_input,
+        stage=stage, points=to_original(points) if framed else points, labels=labels,
+        box=predictor.box_to_original(box) if framed else box, mask_input=mask_input,
         mask=logits[best] > 0.0, logits=logits[best].astype(np.float32),
         low_res_logits=np.asarray(low_res)[best: best + 1], predicted_iou=float(ious[best]),
-        all_ious=ious, chosen=best, n_secondary=n_secondary,
+        all_ious=ious, chosen=best, n_secondary=n_secondary, points_work=points if framed else None,
     )
 
 
+def _decode_all(predictor: Predictor, requests: list[tuple], multimask: bool, batched: bool) -> list[tuple]:
+    """One ``predict`` per request, or ``predict_many`` (one decoder call per group of equal-sized sets)."""
+    if batched and hasattr(predictor, "predict_many") and len(requests) > 1:
+        return predictor.predict_many(requests, multimask)
+    out = []
+    for points, labels, box, mask_input in requests:
+        out.append(predictor.predict(
+            point_coords=points.astype(np.float32) if len(points) else None,
+            point_labels=labels.astype(np.int32) if len(points) else None,
+            box=box, mask_input=mask_input, multimask_output=multimask, return_logits=True,
+        ))
+    return out
+
+
 def run_cascade(predictor: Predictor, s_a: np.ndarray, points: np.ndarray, labels: np.ndarray,
-                cfg: Config) -> CascadeResult:
-    """Run ``cfg.stages`` decoder passes for one prompt set (METHOD.md step 4).
+                cfg: Config, *, tau: float | None = None, m_apa: np.ndarray | None = None,
+                length_scale: float = 1.0) -> CascadeResult:
+    """Run ``cfg.stages`` decoder passes for one prompt set (METHOD.md step 4); see :func:`run_cascades`.
 
     A stage whose mask comes back empty stops the cascade; ``CascadeResult.stopped`` says which.
     """
-    points = np.asarray(points, dtype=np.float64).reshape(-1, 2)
-    labels = np.asarray(labels, dtype=np.int64).reshape(-1)
-    if len(points) != len(labels):
-        raise ValueError(f"run_cascade: {len(points)} points but {len(labels)} labels.")
-    if not (labels == 1).any():
-        raise ValueError("run_cascade needs at least one positive point (label 1); PPG gave none.")
-    result = CascadeResult()
-
-    s1 = _decode(predictor, 1, points, labels, None, None, multimask=cfg.multimask_stage1)
-    result.stages.append(s1)
-    if s1.area == 0:
-        result.stopped = "stage 1 returned an empty mask"
-        return result
-    if cfg.stages == 1:
-        return result
-
-    n_sec = 0
-    pts2, lab2 = points, labels
-    if cfg.secondary_points:
-        extra_pts, extra_lab = secondary_points(s_a, s1.mask, points, labels, cfg)
-        n_sec = len(extra_pts)
-        pts2, lab2 = np.concatenate([points, extra_pts]), np.concatenate([labels, extra_lab])
-    s2 = _decode(predictor, 2, pts2, lab2, None, s1.low_res_logits, multimask=True, n_secondary=n_sec)
-    result.stages.append(s2)
-    if s2.area == 0:
-        result.stopped = "stage 2 returned an empty mask"
-        return result
-    if cfg.stages == 2:
-        return result
-
-    box = box_from_mask(s2.mask, cfg.box_margin)
-    s3 = _decode(predictor, 3, pts2, lab2, box, s2.low_res_logits, multimask=True, n_secondary=n_sec)
-    result.stages.append(s3)
-    if s3.area == 0:
-        result.stopped = "stage 3 returned an empty mask"
-    return result
+    return run_cascades(predictor, s_a, [(points, labels)], cfg, tau=tau, m_apa=m_apa, length_scale=length_scale)[0]
 
 
-def fuse(s_a: np.ndarray, mask: np.ndarray | None, logits: np.ndarray | None, cfg: Config) -> np.ndarray:
+def run_cascades(predictor: Predictor, s_a: np.ndarray, prompt_sets: Sequence[tuple[np.ndarray, np.ndarray]],
+                 cfg: Config, *, tau: float | None = None, m_apa: np.ndarray | None = None,
+                 length_scale: float = 1.0, frame: CascadeFrame | None = None) -> list[CascadeResult]:
+    """One cascade per ``(points, labels)`` prompt set, run stage by stage (METHOD.md step 4).
+
+    ``s_a``, the points and the masks are in one frame (the predictor's working frame). Stage ``k`` of
+    every still-running set is decoded before stage ``k + 1``: with ``cfg.batch_prompt_sets`` and a
+    predictor offering ``predict_many`` (``sam_features.FramePredictor``) that is one decoder call per
+    group of sets with equal point counts [ours, issue 11.11]; otherwise one ``predict`` per set, as
+    ``SamPredictor``. ``tau`` / ``m_apa`` constrain secondary points (``cfg.secondary_tau``);
+    ``length_scale`` converts ``cfg``'s lengths to the map's pixels.
+    """
+    sets = []
+    for points, labels in prompt_sets:
+        points = np.asarray(points, dtype=np.float64).reshape(-1, 2)
+        labels = np.asarray(labels, dtype=np.int64).reshape(-1)
+        if len(points) != len(labels):
+            raise ValueError(f"run_cascade: {len(points)} points but {len(labels)} labels.")
+        if not (labels == 1).any():
+            raise ValueError("run_cascade needs at least one positive point (label 1); PPG gave none.")
+        sets.append((points, labels))
+    results = [CascadeResult(frame=frame) for _ in sets]
+    batched = cfg.batch_prompt_sets
+    live = list(range(len(sets)))
+    prompts: dict[int, tuple[np.ndarray, np.ndarray, int]] = {i: (p, lab, 0) for i, (p, lab) in enumerate(sets)}
+    for stage in range(1, cfg.stages + 1):
+        if not live:
+            break
+        multimask = cfg.multimask_stage1 if stage == 1 else True
+        requests = []
+        for i in live:
+            prev = results[i].stages[-1] if results[i].stages else None
+            points, labels, n_sec = prompts[i]
+            if stage == 2 and cfg.secondary_points:
+                extra_pts, extra_lab = secondary_points(s_a, prev.mask, points, labels, cfg, tau, m_apa, length_scale)
+                n_sec = len(extra_pts)
+                points, labels = np.concatenate([points, extra_pts]), np.concatenate([labels, extra_lab])
+                prompts[i] = (points, labels, n_sec)
+            box = box_from_mask(prev.mask, int(round(cfg.box_margin * length_scale))) if stage == 3 else None
+            requests.append((points, labels, box, None if prev is None else prev.low_res_logits))
+        outs = _decode_all(predictor, requests, multimask, batched)
+        still = []
+        for i, (points, labels, box, mask_input), out in zip(live, requests, outs, strict=True):
+            st = _stage_result(predictor, stage, points, labels, box, mask_input, multimask, prompts[i][2], out)
+            results[i].stages.append(st)
+            if st.area == 0:
+                results[i].stopped = f"stage {stage} returned an empty mask"
+            else:
+                still.append(i)
+        live = still
+    return results
+
+
+def fuse(s_a: np.ndarray, mask: np.ndarray | None, logits: np.ndarray | None, cfg: Config,
+         length_scale: float = 1.0) -> np.ndarray:
     """The final score map (METHOD.md step 5) [ours].
 
     ``gate``: ``S_a * M3`` (default); ``mask``: ``M3``; ``sigmoid_logits``: ``sigmoid(logit3)``;
     ``blend``: ``alpha * S_a + (1 - alpha) * M3``; ``gate_dilated``: ``S_a * dilate(M3, gate_dilation)``.
     Every mode falls back to ``S_a`` when ``M3`` is empty or absent (no prompts: a normal image).
+    ``length_scale``: pixels of ``s_a`` per ``cfg.length_unit`` pixel (``gate_dilation``).
     """
     s_a = np.asarray(s_a, dtype=np.float32)
     if mask is None or not mask.any():
@@ -212,5 +302,5 @@ def fuse(s_a: np.ndarray, mask: np.ndarray | None, logits: np.ndarray | None, cf
     if cfg.fusion == "blend":
         return (cfg.alpha * s_a + (1.0 - cfg.alpha) * m).astype(np.float32)
     if cfg.fusion == "gate_dilated":
-        return s_a * dilate_disc(mask, cfg.gate_dilation).astype(np.float32)
+        return s_a * dilate_disc(mask, cfg.gate_dilation * length_scale).astype(np.float32)
     raise ValueError(f"Unknown fusion {cfg.fusion!r}.")

@@ -90,7 +90,28 @@ def choose_adapter(models: Any, cfg: Config, adapter: Any | None = None, synthet
         return load_adapter(adapter, models, cfg), cfg.replace(head="adapter")
     if cfg.head == "adapter" and models.profile == "tiny" and synthetic:
         return synthetic_adapter(models, cfg, log=log), cfg
-    return None, cfg.replace(head="training_free")
+    return None, _training_free(cfg.replace(head="training_free"), log)
+
+
+_WARNED_TRAINING_FREE: set[str] = set()
+
+
+def _training_free(cfg: Config, log: Callable[[str], None] | None) -> Config:
+    """A real profile without an adapter: say so once per process, loudly, and apply
+    ``config.training_free_settings`` (value-value attention, Otsu tau) unless ``training_free_tuning`` is off."""
+    from .config import TRAINING_FREE_SETTINGS, training_free_settings
+
+    if cfg.profile not in TRAINING_FREE_SETTINGS:
+        return cfg
+    tuned = training_free_settings(cfg)
+    if log is not None and cfg.profile not in _WARNED_TRAINING_FREE:
+        _WARNED_TRAINING_FREE.add(cfg.profile)
+        what = (", ".join(f"{k}={v}" for k, v in TRAINING_FREE_SETTINGS[cfg.profile].items())
+                if cfg.training_free_tuning else "the Config as given (training_free_tuning=false)")
+        log(f"*** NO ADAPTER (profile {cfg.profile!r}): the training-free CLIP head on raw patch tokens gives poor or "
+            f"inverted anomaly maps, and tau=0.5 is not calibrated for it. Using {what}. For real results train "
+            f"an adapter on the other dataset (`train-adapter`) and pass --adapter. ***")
+    return tuned
 
 
 def choose_demo_profile(profile: str | None) -> str:

@@ -108,24 +108,26 @@ def entry_key(identity: dict[str, Any], record: Record, batch_paths: Sequence[st
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode("utf-8")).hexdigest()[:32]
 
 
-def eval_map(score_map: np.ndarray, resolution: int) -> np.ndarray:
-    """A score map at the evaluation resolution: short side to ``resolution`` (bilinear), centre crop; float32."""
-    from .images import resize_center_crop
+def eval_map(score_map: np.ndarray, resolution: int, mode: str = "squash") -> np.ndarray:
+    """A score map at the evaluation resolution (bilinear), float32: squashed to the square (default, the
+    peers' ``Resize((518, 518))``) or short side + centre crop (``mode="crop"``; ``Config.eval_resize``)."""
+    from .images import resize_for_eval
 
-    return resize_center_crop(np.asarray(score_map, dtype=np.float32), resolution).astype(np.float32, copy=False)
+    return resize_for_eval(np.asarray(score_map, dtype=np.float32), resolution, mode).astype(np.float32, copy=False)
 
 
-def eval_mask(record: Record, mask_rule: str, resolution: int) -> np.ndarray:
+def eval_mask(record: Record, mask_rule: str, resolution: int, mode: str = "squash") -> np.ndarray:
     """A record's ground truth at the evaluation resolution (bool); all False for a normal image.
 
     The mask is binarised when read (``read_mask``: MVTec half of the maximum, VisA ``!= 0``), then
-    resized with area interpolation and ``>= 0.5`` and centre-cropped (``resize_center_crop``).
+    resized with area interpolation and ``>= 0.5``, squashed to the square or centre-cropped
+    (``mode``, ``Config.eval_resize``; ``images.resize_for_eval``).
     """
-    from .images import read_mask, resize_center_crop
+    from .images import read_mask, resize_for_eval
 
     if record.mask_path is None:
         return np.zeros((resolution, resolution), dtype=bool)
-    return resize_center_crop(read_mask(record.mask_path, mask_rule), resolution, is_mask=True)
+    return resize_for_eval(read_mask(record.mask_path, mask_rule), resolution, mode, is_mask=True)
 
 
 ENTRY_ARRAYS: tuple[str, ...] = ("final_map.npy", "s_a.npy")
@@ -180,14 +182,14 @@ def _warn(text: str) -> None:
     print(text, file=sys.stderr)
 
 
-def _write_entry(cache: Path, key: str, record: Record, result: Any, resolution: int) -> None:
+def _write_entry(cache: Path, key: str, record: Record, result: Any, resolution: int, mode: str = "squash") -> None:
     """Write one image's entry into a temporary folder, then rename it to ``cache/<key>`` (atomic)."""
     final = cache / key
     tmp = cache / f".tmp-{key}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
     tmp.mkdir(parents=True)
     try:
-        np.save(tmp / "final_map.npy", eval_map(result.final_map, resolution))
-        np.save(tmp / "s_a.npy", eval_map(result.s_a, resolution))
+        np.save(tmp / "final_map.npy", eval_map(result.final_map, resolution, mode))
+        np.save(tmp / "s_a.npy", eval_map(result.s_a, resolution, mode))
         meta = {"key": key, "digests": {name: _file_digest(tmp / name) for name in ENTRY_ARRAYS},
                 "image": record.path, "category": record.category, "defect_type": record.defect_type,
                 "label": int(record.label), "image_score": float(result.image_score),

@@ -8,8 +8,9 @@ Protocol (stated in every table this module writes)
       (:data:`clipsam_lite.metrics.AUPRO_DEFINITION`); image level: AUROC, AP, F1-max, from
       ``Result.image_score`` (CLIP's global score, optionally mixed with the map's max).
     * Maps and masks are compared at ``resolution x resolution`` (``Config.resolution``; 518 for the
-      real profiles): :func:`clipsam_lite.images.resize_center_crop` resizes the short side to
-      ``resolution`` (bilinear for maps, area + ``>= 0.5`` for masks) and crops the centre square.
+      real profiles), squashed to the square as the peers' code does (``Config.eval_resize="squash"``,
+      :func:`clipsam_lite.images.resize_squash`) or short side + centre crop (``"crop"``); bilinear for
+      maps, area + ``>= 0.5`` for masks. Every table names which.
       Masks are binarised when read: MVTec-AD at half of the maximum ("0.5"), VisA and folders with
       ``!= 0``.
 
@@ -49,6 +50,7 @@ from .eval_cache import (
     load_entry,
     usable_entry,
 )
+from .images import EVAL_RESIZE_TEXT
 from .safe_io import recover_published
 from .synthetic import synthetic_meta
 
@@ -353,8 +355,9 @@ def _protocol(setup: EvalSetup) -> dict[str, Any]:
         "dataset": ds.name, "root": str(Path(ds.root).resolve()), "split": ds.split,
         "categories": list(setup.selection), "images": images, "max_images_per_category": setup.max_images,
         "resolution": setup.resolution,
-        "resize": (f"maps and masks compared at {setup.resolution} x {setup.resolution}: short side resized to "
-                   f"{setup.resolution} (bilinear for maps, area then >= 0.5 for masks), centre crop"),
+        "eval_resize": cfg.eval_resize,
+        "resize": (f"maps and masks compared at {setup.resolution} x {setup.resolution}, {cfg.eval_resize}: "
+                   f"{EVAL_RESIZE_TEXT[cfg.eval_resize]} (bilinear for maps, area then >= 0.5 for masks)"),
         "masks": f"{ds.name} masks {mask_text} when read",
         "aupro_definition": AUPRO_DEFINITION, "aupro_fpr_limit": 0.3,
         "image_score": _image_score_text(cfg),
@@ -474,7 +477,7 @@ def _fill_category(setup: EvalSetup, category: str, cache: Path, identity: dict[
                                     setup.models, cfg, adapter=setup.adapter)
             for rec, key, miss, res in zip(records, keys, missing, results, strict=True):
                 if miss:
-                    _write_entry(cache, key, rec, res, setup.resolution)
+                    _write_entry(cache, key, rec, res, setup.resolution, setup.cfg.eval_resize)
                     computed += 1
                 else:
                     cached += 1
@@ -488,7 +491,7 @@ def _score_category(setup: EvalSetup, category: str, folders: list[Path]) -> tup
     ds = setup.dataset
     records = [ds.records[i] for i in setup.selection[category]]
     entries = [load_entry(f) for f in folders]
-    masks = [eval_mask(r, ds.mask_rule, setup.resolution) for r in records]
+    masks = [eval_mask(r, ds.mask_rule, setup.resolution, setup.cfg.eval_resize) for r in records]
     scores = np.array([e.image_score for e in entries], dtype=np.float64)
     labels = np.array([r.label for r in records], dtype=np.int64)
     final = _metrics([e.final_map for e in entries], masks, scores, labels)
@@ -611,7 +614,8 @@ def comparison_markdown(results: dict[str, Any] | None = None, label: str = "cli
         dataset = f"{'synthetic ' if synthetic else ''}{p['dataset']} ({', '.join(p['categories'])})"
         n = sum(v["evaluated"] for v in p["images"].values())
         protocol = (f"profile {p['profile']}{' (RANDOM backbones: mechanics only, not comparable)' if p['random_backbones'] else ''}; "
-                    f"head {p['head']}; {n} images at {p['resolution']} x {p['resolution']} (resize + centre crop); "
+                    f"head {p['head']}; {n} images at {p['resolution']} x {p['resolution']} "
+                    f"({p.get('eval_resize', 'crop')}); "
                     "AUPRO: MVTec AD reference definition (integrated to FPR 0.3, divided by 0.3)")
         lines.append(f"| {label} | {dataset} | {numbers} | {protocol} |")
     return "\n".join(lines) + "\n"

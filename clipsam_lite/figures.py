@@ -240,7 +240,7 @@ def compute_cases(items: Sequence[Any], models: Any, cfg: Any, adapter: Any | No
         free = anomaly_maps(models, images, names, cfg.replace(head="training_free"))
         ours_cfg = cfg.replace(head="adapter") if adapter is not None else cfg.replace(head="training_free")
         adapted = anomaly_maps(models, images, names, ours_cfg, adapter=adapter) if adapter is not None else free
-        embeddings = embed_images(models.sam, images, batch_size=cfg.batch_size)
+        embeddings = embed_images(models.sam, images, batch_size=cfg.sam_batch_size, precision=cfg.precision)
         cases = []
         for i, it in enumerate(items):
             result = finish_from_maps(adapted.maps[i], float(adapted.image_scores[i]), names[i], embeddings[i],
@@ -422,7 +422,7 @@ def figure_cascade(case: Case, caption: str = "") -> Figure:
     ax = axes[1, 0]
     show_map(ax, res.s_a, case.image)
     if res.ppg is not None:
-        draw_mask_outline(ax, res.ppg.m_apa, color="white", lw=0.8)
+        draw_mask_outline(ax, res.ppg.mask_to_original(res.ppg.m_apa), color="white", lw=0.8)
     ax.set_title(f"PPG input: S_a, M_apa = S_a > {res.tau_value:.2f}", fontsize=7)
     handle = None
     for k in (1, 2):

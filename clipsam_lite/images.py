@@ -8,7 +8,9 @@ its own: the paper says nothing about how images are read. The rules we follow:
   :class:`ImageReadError` that names the path instead of returning half-decoded pixels.
 * :func:`read_mask` always returns ``H x W`` ``bool``. MVTec-AD masks (0/255) are binarised at half
   the maximum (``rule="half"``), VisA masks (0/1 or class ids) with ``!= 0`` (``rule="nonzero"``).
-* :func:`resize_center_crop` is the evaluation protocol's resize (METHOD.md, "Evaluation protocol").
+* :func:`resize_squash` is the evaluation protocol's resize (METHOD.md, "Evaluation protocol": the peers'
+  ``Resize((518, 518))``); :func:`resize_center_crop` its option (short side + centre crop);
+  :func:`resize_for_eval` picks one by ``Config.eval_resize``.
 * Only regular files of at most 512 MiB (``$CLIPSAM_MAX_IMAGE_BYTES``) are read, and only images of
   at most :func:`max_image_pixels` pixels (``$CLIPSAM_MAX_IMAGE_PIXELS``) are decoded; a FIFO, a
   device or a decompression bomb is refused with the limit and how to raise it.
@@ -280,3 +282,47 @@ def resize_center_crop(array: np.ndarray, size: int, is_mask: bool = False) -> n
         out = src
     top, left = (new_h - size) // 2, (new_w - size) // 2
     return np.ascontiguousarray(out[top:top + size, left:left + size])
+
+
+def resize_squash(array: np.ndarray, size: int, is_mask: bool = False) -> np.ndarray:
+    """``array`` resized to ``size x size`` without keeping the aspect ratio (METHOD.md, "Evaluation protocol").
+
+    What APRIL-GAN's ``test.py`` and AnomalyCLIP do (``transforms.Resize((518, 518))``): no pixel is cropped
+    away. Same interpolation as :func:`resize_center_crop`: bilinear (PIL, antialiased when shrinking) for
+    images and maps (``uint8`` stays ``uint8``, anything else ``float32``); for masks area interpolation
+    (PIL ``BOX``) of the 0/1 mask, then ``>= 0.5`` (``bool``).
+    """
+    size = int(size)
+    if size < 1:
+        raise ValueError(f"resize_squash: size must be a positive integer, got {size}.")
+    a = np.asarray(array)
+    if a.ndim not in (2, 3) or a.shape[0] == 0 or a.shape[1] == 0:
+        raise ValueError(f"resize_squash expects an H x W or H x W x C array, got shape {a.shape}.")
+    if is_mask:
+        src = (a != 0) if a.dtype != bool else a
+        if src.shape[:2] == (size, size):
+            return np.ascontiguousarray(src)
+        planes = [src] if src.ndim == 2 else [src[..., c] for c in range(src.shape[2])]
+        res = [_resize_plane(pl.astype(np.float32), (size, size), Image.Resampling.BOX) >= 0.5 for pl in planes]
+        return res[0] if src.ndim == 2 else np.stack(res, axis=2)
+    src = a if a.dtype == np.uint8 else a.astype(np.float32)
+    if src.shape[:2] == (size, size):
+        return np.ascontiguousarray(src)
+    planes = [src] if src.ndim == 2 else [src[..., c] for c in range(src.shape[2])]
+    res = [_resize_plane(pl, (size, size), Image.Resampling.BILINEAR) for pl in planes]
+    return res[0] if src.ndim == 2 else np.stack(res, axis=2)
+
+
+EVAL_RESIZE_TEXT = {
+    "squash": "both sides resized to the square (squash, as APRIL-GAN and AnomalyCLIP: no pixel dropped)",
+    "crop": "short side resized, centre square cropped (pixels beyond the square are not evaluated)",
+}
+
+
+def resize_for_eval(array: np.ndarray, size: int, mode: str = "squash", is_mask: bool = False) -> np.ndarray:
+    """The evaluation resize of ``Config.eval_resize``: :func:`resize_squash` or :func:`resize_center_crop`."""
+    if mode == "squash":
+        return resize_squash(array, size, is_mask=is_mask)
+    if mode == "crop":
+        return resize_center_crop(array, size, is_mask=is_mask)
+    raise ValueError(f"eval_resize must be 'squash' or 'crop', got {mode!r}.")

@@ -391,6 +391,14 @@ def _require_pro(n_regions: int, n_neg: int) -> None:
         raise UndefinedMetricError("AUPRO is undefined: there is no normal pixel (the FPR is 0/0)")
 
 
+def _trapezoid(y: np.ndarray, x: np.ndarray) -> float:
+    """The trapezoid rule ``sum((x[i+1] - x[i]) * (y[i+1] + y[i]) / 2)``: ``np.trapezoid`` (NumPy 2) and
+    ``np.trapz`` (NumPy 1) written out, so the package runs on both (requirements say ``numpy>=1.24``)."""
+    y = np.asarray(y, dtype=np.float64)
+    x = np.asarray(x, dtype=np.float64)
+    return float(np.sum(np.diff(x) * (y[1:] + y[:-1]) / 2.0))
+
+
 def _trapezoid_to(x: np.ndarray, y: np.ndarray, x_max: float) -> float:
     """Trapezoid area under (x, y) for x in [0, x_max], interpolating y at x_max.
 
@@ -500,7 +508,7 @@ def aupro_fixed_steps(
             f"{thresholds.size} thresholds"
         )
     fpr = (fpr - low) / (fpr.max() - low)
-    return float(-np.trapezoid(pro, fpr))  # FPR decreases along the thresholds, as auc() handles
+    return float(-_trapezoid(pro, fpr))  # FPR decreases along the thresholds, as auc() handles
 
 
 def aupro_truncated(scores: Maps, masks: Maps, fpr_limit: float = 0.3) -> float:

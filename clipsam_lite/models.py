@@ -42,7 +42,7 @@ __all__ = [
     "Models", "load_models", "load_clip", "load_sam", "build_sam", "SAM_ARCHS", "SAM_CHECKPOINTS",
     "TINY_CLIP_NAME", "WeightsUnavailableError", "CorruptCheckpointError", "ChecksumMismatchError",
     "CheckpointMismatchError", "sam_checkpoint_path", "clip_weights_status", "ensure_sam_checkpoint",
-    "default_device", "random_backbone_banner", "weights_report", "real_weights_cached", "tiny_clip_config",
+    "default_device", "resolve_precision", "encoder_autocast", "random_backbone_banner", "hub_endpoint", "torchscript_to_state_dict_file", "weights_report", "real_weights_cached", "tiny_clip_config",
 ]
 
 TINY_CLIP_NAME = "clipsam-tiny-vit"
@@ -378,17 +378,81 @@ def clip_weights_status(name: str, tag: str) -> dict[str, Any]:
 
     return {
         "name": name, "tag": tag, "path": found, "hf_repo": repo, "files": files,
-        "url": f"https://huggingface.co/{repo}" if repo else cfg.get("url", ""),
+        "url": f"{hub_endpoint()}/{repo}" if repo else cfg.get("url", ""),
         "cache": str(Path(HF_HUB_CACHE) / ("models--" + repo.replace("/", "--"))) if repo else "~/.cache/clip",
     }
 
 
+def hub_endpoint() -> str:
+    """The Hugging Face endpoint ``huggingface_hub`` itself downloads from (``$HF_ENDPOINT`` when set, read by
+    ``huggingface_hub.constants`` at import), without a trailing slash (issue 11.3: a user behind a mirror)."""
+    from huggingface_hub import constants
+
+    return str(getattr(constants, "ENDPOINT", None) or "https://huggingface.co").rstrip("/")
+
+
 def _network_reachable(host: str, timeout: float = 3.0) -> bool:
+    """Whether a TCP connection to ``host`` opens: a bare host name (port 443) or a URL (its host and port)."""
+    from urllib.parse import urlsplit
+
+    name, port = host, 443
+    if "://" in host:
+        parts = urlsplit(host)
+        name, port = parts.hostname or "", parts.port or (80 if parts.scheme == "http" else 443)
     try:
-        socket.create_connection((host, 443), timeout=timeout).close()
+        socket.create_connection((name, port), timeout=timeout).close()
         return True
-    except OSError:
+    except (OSError, ValueError):
         return False
+
+
+def _is_torchscript_archive(path: str | Path) -> bool:
+    """A TorchScript archive (``torch.jit.save``): a zip whose entries hold ``constants.pkl`` or ``code/``.
+
+    OpenAI's ``clip`` package and open_clip < 2.0 stored ``~/.cache/clip/<name>.pt`` this way;
+    ``torch.load(weights_only=True)`` refuses such files (issue 11.1)."""
+    import zipfile
+
+    try:
+        if not zipfile.is_zipfile(path):
+            return False
+        with zipfile.ZipFile(path) as z:
+            return any(n.endswith("/constants.pkl") or "/code/" in n for n in z.namelist())
+    except (OSError, zipfile.BadZipFile):
+        return False
+
+
+_TORCHSCRIPT_EXTRA_KEYS = ("input_resolution", "context_length", "vocab_size")
+
+
+def torchscript_to_state_dict_file(path: str | Path) -> Path:
+    """A plain state-dict copy of a TorchScript CLIP archive, for open_clip's ``weights_only`` loader (issue 11.1).
+
+    ``torch.jit.load(path).state_dict()`` without OpenAI's ``input_resolution``, ``context_length`` and
+    ``vocab_size`` entries (what open_clip's own loader drops), written once, atomically, to
+    ``$CLIPSAM_CACHE/clip/<name>-<size>-<mtime>.state_dict.pt`` and reused while the source is unchanged.
+    """
+    src = Path(path)
+    st = src.stat()
+    target = cache_dir() / "clip" / f"{src.stem}-{st.st_size}-{int(st.st_mtime)}.state_dict.pt"
+    if target.is_file():
+        return target
+    try:
+        state = torch.jit.load(str(src), map_location="cpu").state_dict()
+    except Exception as e:
+        raise CorruptCheckpointError(
+            f"CLIP checkpoint {src} is a TorchScript archive (OpenAI's clip package format) that torch.jit.load "
+            f"cannot read: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}. Delete it, or pass "
+            f"another file with --clip-checkpoint.") from None
+    state = {k: v for k, v in state.items() if k not in _TORCHSCRIPT_EXTRA_KEYS}
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(f".{target.name}.{os.getpid()}.part")
+    try:
+        torch.save(state, tmp)
+        os.replace(tmp, target)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return target
 
 
 def _clip_weights_file(name: str, tag: str, allow_download: bool) -> str:
@@ -400,9 +464,11 @@ def _clip_weights_file(name: str, tag: str, allow_download: bool) -> str:
         raise _unavailable(f"CLIP {name}/{tag}", files, status["url"], Path(status["cache"]),
                            "not in the Hugging Face cache and downloads are off.",
                            "--clip-checkpoint PATH / clip_checkpoint=")
-    if not _network_reachable("huggingface.co"):
+    endpoint = hub_endpoint()
+    if not _network_reachable(endpoint):
         raise _unavailable(f"CLIP {name}/{tag}", files, status["url"], Path(status["cache"]),
-                           "not in the Hugging Face cache and huggingface.co cannot be reached (no network?).",
+                           f"not in the Hugging Face cache and {endpoint} cannot be reached (no network? "
+                           f"HF_ENDPOINT chooses a mirror).",
                            "--clip-checkpoint PATH / clip_checkpoint=")
     import open_clip
 
@@ -447,6 +513,8 @@ def load_clip(cfg: Config, checkpoint: str | Path | None = None, *, random_weigh
         pretrained = str(path)
     elif cfg.clip_pretrained and not random_weights:
         pretrained = _clip_weights_file(cfg.clip_model, cfg.clip_pretrained, allow_download)
+    if pretrained is not None and _is_torchscript_archive(pretrained):
+        pretrained = str(torchscript_to_state_dict_file(pretrained))
     try:
         model, _, preprocess = open_clip.create_model_and_transforms(
             cfg.clip_model, pretrained=pretrained, force_image_size=cfg.clip_image_size, device=device,
@@ -476,7 +544,7 @@ class Models:
     clip: Any
     tokenizer: Any
     preprocess: Callable
-    sam: torch.nn.Module
+    sam: torch.nn.Module | None
     device: torch.device
     random_weights: bool
 
@@ -503,15 +571,46 @@ def default_device() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
+_AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+def resolve_precision(precision: str, device: torch.device | str) -> str:
+    """``Config.precision`` for a device: ``auto`` is ``bf16`` on a CUDA GPU that supports it, else ``fp32``
+    (issue 11.2); ``fp16`` on a CPU is refused (CPU autocast is for bf16)."""
+    dev = torch.device(device)
+    if precision == "auto":
+        return "bf16" if dev.type == "cuda" and torch.cuda.is_bf16_supported() else "fp32"
+    if precision not in ("fp32", "bf16", "fp16"):
+        raise ValueError(f"precision must be one of auto, fp32, bf16, fp16; got {precision!r}.")
+    if precision == "fp16" and dev.type == "cpu":
+        raise ValueError("precision='fp16' needs a CUDA GPU; on the CPU use 'bf16' or 'fp32' (--precision).")
+    return precision
+
+
+def encoder_autocast(precision: str, device: torch.device | str):
+    """The autocast context of an encoder forward for ``precision`` (``nullcontext`` for fp32) [ours; APRIL-GAN
+    runs its CLIP under autocast]. Only the two image encoders run in it; their outputs are cast back to fp32."""
+    import contextlib
+
+    dev = torch.device(device)
+    p = resolve_precision(precision, dev)
+    if p == "fp32":
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=dev.type, dtype=_AUTOCAST_DTYPES[p])
+
+
 def load_models(profile: str | Config | None = None, *, clip_checkpoint: str | Path | None = None,
                 sam_checkpoint: str | Path | None = None, device: str | torch.device | None = None,
-                random_weights: bool = False, allow_download: bool = True, seed: int | None = None) -> Models:
+                random_weights: bool = False, allow_download: bool = True, seed: int | None = None,
+                with_sam: bool = True) -> Models:
     """CLIP + tokenizer + preprocessing + SAM for a profile (or a ready Config).
 
     ``random_weights=True`` builds the real architectures with random weights: **for benchmarks
     only** (the compute is the same, the outputs are meaningless). The ``tiny`` profile is always
     random unless checkpoints are given. Random initialisation is seeded (``seed``, default
     ``cfg.seed``) without touching the global RNG, so tiny models are the same in every run.
+    ``with_sam=False`` skips SAM (``Models.sam`` is None): for ``train-adapter``, which needs CLIP only, so an
+    offline machine with just a CLIP checkpoint can train.
     """
     cfg = profile if isinstance(profile, Config) else get_config(profile)
     dev = torch.device(device) if device is not None else default_device()
@@ -520,9 +619,11 @@ def load_models(profile: str | Config | None = None, *, clip_checkpoint: str | P
         torch.manual_seed(cfg.seed if seed is None else seed)
         clip, tokenizer, preprocess = load_clip(cfg, clip_checkpoint, random_weights=random,
                                                 allow_download=allow_download, device=dev)
-        sam = load_sam(cfg.sam_model, sam_checkpoint, random_weights=random, allow_download=allow_download)
-    random_used = (random and clip_checkpoint is None) or ((random or cfg.sam_model == "tiny") and sam_checkpoint is None)
-    return Models(cfg=cfg, clip=clip, tokenizer=tokenizer, preprocess=preprocess, sam=sam.to(dev),
+        sam = load_sam(cfg.sam_model, sam_checkpoint, random_weights=random, allow_download=allow_download) \
+            if with_sam else None
+    random_used = (random and clip_checkpoint is None) or (with_sam and (random or cfg.sam_model == "tiny") and sam_checkpoint is None)
+    return Models(cfg=cfg, clip=clip, tokenizer=tokenizer, preprocess=preprocess,
+                  sam=sam.to(dev) if sam is not None else None,
                   device=dev, random_weights=bool(random_used))
 
 

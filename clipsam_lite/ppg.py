@@ -17,7 +17,15 @@ embedding ``F``:
 - ``Config.per_component``: one prompt set per 8-connected component of ``M_apa`` (components
   smaller than ``Config.min_component_area`` pixels are ignored), or one set for all of them [ours].
 
-Points are ``(x, y)`` = (column, row) in original pixels, labels 1 (positive) / 0 (negative): SAM's
+Frames and lengths [METHOD.md step 3; issues 11.7 and 12.1]: PPG works on the map it is given, in that
+map's pixels; the pipeline gives it ``S_a`` resized to SAM's input frame (long side ``img_size``, 1024 for
+the real SAMs: ``Config.ppg_resolution``), so its cost and memory do not grow with the image. Every
+length (``d_min``, ``ring_radius``, ``min_component_area``) is in ``Config.length_unit`` pixels, converted
+to the map's pixels by :func:`length_scale`: with ``sam1024`` one unit is 1/1024 of the image's long side,
+whatever the image's size. ``PPGResult.to_original`` maps the points to original-image coordinates (what
+``SamPredictor`` expects).
+
+Points are ``(x, y)`` = (column, row) in the map's pixels, labels 1 (positive) / 0 (negative): SAM's
 ``point_coords`` / ``point_labels`` convention. An empty ``M_apa`` gives no prompt sets: the image is
 treated as normal (SAM is skipped and the final map is ``S_a``).
 """
@@ -35,6 +43,7 @@ from .sam_features import SamEmbedding, similarity_map
 __all__ = [
     "PromptSet", "PPGResult", "validate_map", "threshold", "otsu_threshold", "apa_mask", "region_score",
     "spaced_topk", "disc", "dilate_disc", "ring", "components", "negatives_for", "generate_prompts",
+    "length_scale", "select_components",
 ]
 
 _CHUNK = 8192
@@ -89,6 +98,39 @@ class PPGResult:
     similarity: np.ndarray | None
     prompt_sets: list[PromptSet]
     negative_strategy: str
+    original_size: tuple[int, int] | None = None
+    """The image's ``(H, W)``; None when it is the map's own size."""
+    length_scale: float = 1.0
+    """Map pixels per ``Config.length_unit`` pixel (:func:`length_scale`)."""
+    dropped_components: int = 0
+    """Components of M_apa above ``min_component_area`` left out by ``Config.max_prompt_sets``."""
+
+    @property
+    def map_size(self) -> tuple[int, int]:
+        return tuple(self.m_apa.shape[:2])
+
+    def mask_to_original(self, mask: np.ndarray) -> np.ndarray:
+        """A mask of the map's frame (``m_apa``, ``region``, ``ring``) at the image's size (nearest), for drawing."""
+        m = np.asarray(mask, dtype=bool)
+        if self.original_size is None or tuple(self.original_size) == tuple(m.shape[:2]):
+            return m
+        from PIL import Image
+
+        H, W = self.original_size
+        return np.asarray(Image.fromarray(m).resize((W, H), Image.NEAREST))
+
+    def points_original(self) -> tuple[np.ndarray, np.ndarray]:
+        """(all points in original-image coordinates, their labels): positives first, for drawing over the image."""
+        pts = np.concatenate([self.positives, self.negatives]).astype(np.float64)
+        return self.to_original(pts), np.r_[np.ones(len(self.positives)), np.zeros(len(self.negatives))]
+
+    def to_original(self, points_xy: np.ndarray) -> np.ndarray:
+        """(x, y) in the map's pixels -> original-image coordinates, by the per-axis scale ``(W / w, H / h)``."""
+        p = np.asarray(points_xy, dtype=np.float64).reshape(-1, 2)
+        if self.original_size is None or tuple(self.original_size) == self.map_size:
+            return p
+        (H, W), (h, w) = self.original_size, self.map_size
+        return p * np.array([W / w, H / h])
 
     @property
     def is_normal(self) -> bool:
@@ -298,6 +340,45 @@ def components(m_apa: np.ndarray, min_area: int = 0) -> list[np.ndarray]:
     return [labels == i for i in range(1, n + 1) if areas[i] >= max(min_area, 1)]
 
 
+def length_scale(cfg: Config, map_size: tuple[int, int], original_size: tuple[int, int] | None = None) -> float:
+    """Map pixels per ``cfg.length_unit`` pixel, for a map of ``map_size`` covering an image of ``original_size``.
+
+    ``sam1024`` [METHOD.md step 3]: SAM's input frame scaled to a long side of 1024 covers the same image
+    as the map's long side, so one unit is ``max(map_size) / 1024`` map pixels. ``original``: one unit
+    is one pixel of the image, ``max(map_size) / max(original_size)`` (1 when the map is at the image's size).
+    """
+    from .config import SAM_LENGTH_FRAME
+
+    long_side = float(max(map_size))
+    if cfg.length_unit == "sam1024":
+        return long_side / SAM_LENGTH_FRAME
+    return long_side / float(max(original_size or map_size))
+
+
+def select_components(m_apa: np.ndarray, s_a: np.ndarray, min_area: float, max_sets: int
+                      ) -> tuple[list[np.ndarray], int]:
+    """The components of ``m_apa`` (8-connected, at least ``min_area`` pixels) to prompt, and how many were dropped.
+
+    ``max_sets > 0`` keeps the ``max_sets`` components with the largest ``R_a`` mass (sum of ``S_a`` over
+    the component; ties: the first in row-major order) [ours, issue 11.11]; they are returned in row-major
+    order of their first pixel, as :func:`components`. One label image, masks built only for the kept ones.
+    """
+    labels, n = ndimage.label(np.asarray(m_apa, dtype=bool), structure=np.ones((3, 3), dtype=bool))
+    if n == 0:
+        return [], 0
+    flat = labels.ravel()
+    areas = np.bincount(flat, minlength=n + 1)
+    ok = np.flatnonzero(areas >= max(min_area, 1))
+    ok = ok[ok > 0]
+    dropped = 0
+    if max_sets and len(ok) > max_sets:
+        mass = np.bincount(flat, weights=np.asarray(s_a, dtype=np.float64).ravel(), minlength=n + 1)
+        order = np.argsort(-mass[ok], kind="stable")
+        dropped = len(ok) - max_sets
+        ok = np.sort(ok[order[:max_sets]])
+    return [labels == i for i in ok], dropped
+
+
 def negatives_for(strategy: str, s_a: np.ndarray, m_apa: np.ndarray, ring_mask: np.ndarray, k_neg: int,
                   d_min: float, similarity: np.ndarray | None = None) -> np.ndarray:
     """Negative points ``(n, 2)`` int64 ``(x, y)`` by ``strategy`` (METHOD.md step 3), spaced by ``d_min``.
@@ -322,30 +403,40 @@ def negatives_for(strategy: str, s_a: np.ndarray, m_apa: np.ndarray, ring_mask: 
 
 
 def _prompt_set(s_a: np.ndarray, r_a: np.ndarray, m_apa: np.ndarray, region: np.ndarray, cfg: Config,
-                embedding: SamEmbedding | None, component: np.ndarray | None) -> PromptSet:
-    pos = spaced_topk(r_a, cfg.k_pos, cfg.d_min, region)
-    n_a = ring(region, cfg.ring_radius, exclude=m_apa)
-    sim = similarity_map(embedding, pos) if cfg.negative_strategy == "cofeature" else None
-    neg = negatives_for(cfg.negative_strategy, s_a, m_apa, n_a, cfg.k_neg, cfg.d_min, sim)
+                embedding: SamEmbedding | None, component: np.ndarray | None, scale: float = 1.0) -> PromptSet:
+    d_min = cfg.d_min * scale
+    pos = spaced_topk(r_a, cfg.k_pos, d_min, region)
+    n_a = ring(region, cfg.ring_radius * scale, exclude=m_apa)
+    sim = similarity_map(embedding, pos, frame_size=s_a.shape) if cfg.negative_strategy == "cofeature" else None
+    neg = negatives_for(cfg.negative_strategy, s_a, m_apa, n_a, cfg.k_neg, d_min, sim)
     points = np.concatenate([pos, neg], axis=0).astype(np.int64)
     labels = np.concatenate([np.ones(len(pos), np.int64), np.zeros(len(neg), np.int64)])
     return PromptSet(points=points, labels=labels, component=component, ring=n_a, similarity=sim)
 
 
-def generate_prompts(s_a: np.ndarray, cfg: Config, embedding: SamEmbedding | None = None) -> PPGResult:
+def generate_prompts(s_a: np.ndarray, cfg: Config, embedding: SamEmbedding | None = None, *,
+                     original_size: tuple[int, int] | None = None) -> PPGResult:
     """PPG (METHOD.md step 3, eqs. 1-3): point prompts from ``S_a`` (and SAM's embedding for ``cofeature``).
 
-    ``s_a`` is the anomaly map at the image's original resolution (``embedding.original_size``).
-    Uses ``cfg.tau_mode``, ``tau``, ``k_pos``, ``k_neg``, ``d_min``, ``ring_radius``,
-    ``negative_strategy``, ``per_component`` and ``min_component_area``. ``embedding`` is required
+    ``s_a`` is the anomaly map at the image's original resolution (``embedding.original_size``) or in
+    SAM's input frame (``embedding.input_size``: the pipeline's default, ``Config.ppg_resolution``);
+    ``original_size`` names the image's size when no embedding is given. Lengths are in
+    ``cfg.length_unit`` (:func:`length_scale`). Uses ``cfg.tau_mode``, ``tau``, ``k_pos``, ``k_neg``,
+    ``d_min``, ``ring_radius``, ``negative_strategy``, ``per_component``, ``min_component_area`` and
+    ``max_prompt_sets``. ``embedding`` is required
     for ``negative_strategy='cofeature'`` only. An empty ``M_apa`` (or one made only of components
     smaller than ``min_component_area``) gives ``prompt_sets == []``: the image is normal.
     """
     s = validate_map(s_a)
-    if embedding is not None and tuple(s.shape) != tuple(embedding.original_size):
-        raise ValueError(f"S_a has shape {s.shape} but the SAM embedding is of a {embedding.original_size[0]} x "
-                         f"{embedding.original_size[1]} image: PPG's points are in original pixels, so S_a must be "
-                         f"at the image's size. Resize the map to (H, W) = {tuple(embedding.original_size)} first.")
+    if embedding is not None:
+        if tuple(s.shape) not in (tuple(embedding.original_size), tuple(embedding.input_size)):
+            raise ValueError(f"S_a has shape {s.shape} but the SAM embedding is of a {embedding.original_size[0]} x "
+                             f"{embedding.original_size[1]} image (SAM's input frame {tuple(embedding.input_size)}): "
+                             f"S_a must be at the image's size or in SAM's input frame. Resize the map to (H, W) = "
+                             f"{tuple(embedding.original_size)} or {tuple(embedding.input_size)} first.")
+        original_size = tuple(embedding.original_size)
+    size = tuple(original_size) if original_size is not None else tuple(s.shape)
+    scale = length_scale(cfg, s.shape, size)
     if cfg.negative_strategy == "cofeature" and embedding is None:
         raise ValueError("negative_strategy='cofeature' needs SAM's image embedding: pass "
                          "embedding=sam_features.embed_image(sam, image), or choose negative_strategy="
@@ -353,22 +444,25 @@ def generate_prompts(s_a: np.ndarray, cfg: Config, embedding: SamEmbedding | Non
     tau = threshold(s, cfg)
     m_apa = s > tau
     r_a = region_score(s, m_apa)
-    comps = components(m_apa, cfg.min_component_area)
+    comps, dropped = select_components(m_apa, s, cfg.min_component_area * scale ** 2,
+                                       cfg.max_prompt_sets if cfg.per_component else 0)
     region = np.zeros_like(m_apa)
     for c in comps:
         region |= c
     sets: list[PromptSet] = []
     if comps:
         if cfg.per_component:
-            sets = [_prompt_set(s, r_a, m_apa, c, cfg, embedding, component=c) for c in comps]
+            sets = [_prompt_set(s, r_a, m_apa, c, cfg, embedding, component=c, scale=scale) for c in comps]
         else:
-            sets = [_prompt_set(s, r_a, m_apa, region, cfg, embedding, component=None)]
+            sets = [_prompt_set(s, r_a, m_apa, region, cfg, embedding, component=None, scale=scale)]
     ring_all = np.zeros_like(m_apa)
     for ps in sets:
         ring_all |= ps.ring
     similarity = None
     if sets and cfg.negative_strategy == "cofeature":
         all_pos = _stack([ps.positives for ps in sets])
-        similarity = sets[0].similarity if len(sets) == 1 else similarity_map(embedding, all_pos)
+        similarity = sets[0].similarity if len(sets) == 1 else similarity_map(embedding, all_pos, frame_size=s.shape)
     return PPGResult(tau_value=float(tau), m_apa=m_apa, r_a=r_a, region=region, ring=ring_all,
-                     similarity=similarity, prompt_sets=sets, negative_strategy=cfg.negative_strategy)
+                     similarity=similarity, prompt_sets=sets, negative_strategy=cfg.negative_strategy,
+                     original_size=None if size == tuple(s.shape) else size, length_scale=scale,
+                     dropped_components=dropped)

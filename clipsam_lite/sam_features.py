@@ -36,6 +36,7 @@ __all__ = [
     "SamEmbedding", "EncoderCounter", "embed_images", "embed_image", "predictor_for",
     "original_to_input", "input_to_original", "original_to_grid", "grid_to_original",
     "square_map_to_original", "grid_map_to_original", "prototype", "grid_similarity", "similarity_map",
+    "input_frame_size", "low_res_to_size", "FramePredictor",
 ]
 
 
@@ -150,16 +151,20 @@ def _sam_device(sam: torch.nn.Module) -> torch.device:
 
 @torch.no_grad()
 def embed_images(sam: torch.nn.Module, images: Sequence[np.ndarray], batch_size: int = 4,
-                 counter: EncoderCounter | None = None) -> list[SamEmbedding]:
+                 counter: EncoderCounter | None = None, precision: str = "fp32") -> list[SamEmbedding]:
     """SAM embeddings of several images: exactly one image-encoder pass per image, in batches (METHOD.md step 2).
 
     Each image (``H x W x 3`` uint8 RGB; ``H x W`` grey is repeated to RGB) goes through SAM's own
     preprocessing, the same ops as ``SamPredictor.set_image``: ``ResizeLongestSide(img_size).apply_image``,
     then ``sam.preprocess`` (normalise with SAM's pixel mean/std, pad bottom/right to a square).
     ``batch_size`` images share one encoder forward. Pass an :class:`EncoderCounter` (or wrap the call
-    in one) to count the passes.
+    in one) to count the passes. ``precision`` (``Config.precision``: fp32, bf16, fp16, auto) runs the
+    encoder under autocast; the features are stored as fp32 for the decoder. Pass ``Config.sam_batch_size``
+    as ``batch_size``: SAM's global attention makes memory grow fast with it.
     """
     from segment_anything.utils.transforms import ResizeLongestSide
+
+    from .models import encoder_autocast
 
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}.")
@@ -182,9 +187,10 @@ def embed_images(sam: torch.nn.Module, images: Sequence[np.ndarray], batch_size:
                 x = torch.as_tensor(resized, device=device).permute(2, 0, 1).contiguous()[None]
                 tensors.append(sam.preprocess(x))
                 sizes.append((im.shape[:2], tuple(resized.shape[:2])))
-            feats = sam.image_encoder(torch.cat(tensors, dim=0))
+            with encoder_autocast(precision, device):
+                feats = sam.image_encoder(torch.cat(tensors, dim=0))
             for f, (orig, inp) in zip(feats, sizes, strict=True):
-                out.append(SamEmbedding(features=f.clone(), original_size=(int(orig[0]), int(orig[1])),
+                out.append(SamEmbedding(features=f.float().clone(), original_size=(int(orig[0]), int(orig[1])),
                                         input_size=(int(inp[0]), int(inp[1])), img_size=img_size))
     finally:
         if counter is not None:
@@ -351,17 +357,21 @@ def _axis_matrix(n_grid: int, n_input: int, n_orig: int, img_size: int) -> np.nd
     return x[0, :, :, 0].T.numpy()
 
 
-def _grid_resize_matrices(emb: SamEmbedding) -> tuple[np.ndarray, np.ndarray]:
-    """``(A_y: H x h, A_x: W x w)`` with ``grid_map_to_original(G) = A_y @ G @ A_x.T``; cached on the embedding."""
-    key = ("grid_resize", emb.grid_size, emb.input_size, emb.original_size, emb.img_size)
+def _grid_resize_matrices(emb: SamEmbedding, size: tuple[int, int] | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """``(A_y: H x h, A_x: W x w)`` with ``grid_map_to_original(G) = A_y @ G @ A_x.T``; cached on the embedding.
+
+    ``size`` (default: the original size) is the frame the image is resized to, e.g. SAM's input frame."""
+    size = tuple(emb.original_size) if size is None else (int(size[0]), int(size[1]))
+    key = ("grid_resize", emb.grid_size, emb.input_size, size, emb.img_size)
     if key not in emb._cache:
         gh, gw = emb.grid_size
-        emb._cache[key] = (_axis_matrix(gh, emb.input_size[0], emb.original_size[0], emb.img_size),
-                           _axis_matrix(gw, emb.input_size[1], emb.original_size[1], emb.img_size))
+        emb._cache[key] = (_axis_matrix(gh, emb.input_size[0], size[0], emb.img_size),
+                           _axis_matrix(gw, emb.input_size[1], size[1], emb.img_size))
     return emb._cache[key]
 
 
-def grid_map_to_original(grid_map: np.ndarray | torch.Tensor, emb: SamEmbedding) -> np.ndarray:
+def grid_map_to_original(grid_map: np.ndarray | torch.Tensor, emb: SamEmbedding,
+                         size: tuple[int, int] | None = None) -> np.ndarray:
     """A map on the embedding grid (``h x w`` or ``C x h x w``) -> ``H x W`` float32, padding cropped.
 
     The same values as :func:`square_map_to_original` with ``replicate_padding=True`` (bilinear,
@@ -374,7 +384,7 @@ def grid_map_to_original(grid_map: np.ndarray | torch.Tensor, emb: SamEmbedding)
     if g.shape[-2:] != emb.grid_size or g.ndim not in (2, 3):
         raise ValueError(f"grid_map has shape {g.shape}; expected h x w or C x h x w with the embedding grid "
                          f"{emb.grid_size}.")
-    ay, ax = _grid_resize_matrices(emb)
+    ay, ax = _grid_resize_matrices(emb, size)
     return np.matmul(np.matmul(ay, g), ax.T).astype(np.float32)
 
 
@@ -434,12 +444,147 @@ def grid_similarity(emb: SamEmbedding, proto: torch.Tensor) -> np.ndarray:
     return torch.einsum("c,chw->hw", p, unit).numpy().astype(np.float32)
 
 
-def similarity_map(embedding: SamEmbedding, points_xy: np.ndarray, sampling: str = "cell") -> np.ndarray:
+def similarity_map(embedding: SamEmbedding, points_xy: np.ndarray, sampling: str = "cell",
+                   frame_size: tuple[int, int] | None = None) -> np.ndarray:
     """Cosine similarity of every location to the prototype of the points' features, ``H x W`` float32.
 
     METHOD.md step 3, co-feature: ``f+`` = mean of the L2-normalised SAM features at ``points_xy``
     (see :func:`prototype` for ``sampling``), ``sim = cos(f+, F)`` per grid cell, brought back to the
     original image by bilinear interpolation with the padding cropped (:func:`grid_map_to_original`).
+
+    ``frame_size=(h, w)``: the points and the returned map are in the frame of the image resized to
+    ``h x w`` (PPG's working frame, usually SAM's input frame ``embedding.input_size``) instead of the
+    original image; a point's cell is the one holding its pixel centre, as in :func:`original_to_grid`.
     """
-    return grid_map_to_original(grid_similarity(embedding, prototype(embedding, points_xy, sampling)), embedding)
+    if frame_size is None or tuple(frame_size) == tuple(embedding.original_size):
+        return grid_map_to_original(grid_similarity(embedding, prototype(embedding, points_xy, sampling)), embedding)
+    if sampling != "cell":
+        raise ValueError("similarity_map: frame_size is supported with sampling='cell' only.")
+    p = _points(points_xy)
+    if len(p) == 0:
+        raise ValueError("prototype needs at least one point (the positives P_h); got none.")
+    h, w = int(frame_size[0]), int(frame_size[1])
+    _check_inside(p, (h, w), "similarity_map")
+    ph, pw = embedding.cell_size
+    vh, vw = embedding.valid_grid
+    gx = np.clip(np.floor((p[:, 0] + 0.5) * embedding.input_size[1] / w / pw).astype(np.int64), 0, vw - 1)
+    gy = np.clip(np.floor((p[:, 1] + 0.5) * embedding.input_size[0] / h / ph).astype(np.int64), 0, vh - 1)
+    proto = _unit_features(embedding)[:, gy, gx].T.mean(dim=0)
+    return grid_map_to_original(grid_similarity(embedding, proto), embedding, (h, w))
+
+
+def input_frame_size(original_size: tuple[int, int], img_size: int) -> tuple[int, int]:
+    """``(h', w')``: SAM's input frame for an ``H x W`` image (``ResizeLongestSide.get_preprocess_shape``)."""
+    from segment_anything.utils.transforms import ResizeLongestSide
+
+    h, w = ResizeLongestSide.get_preprocess_shape(int(original_size[0]), int(original_size[1]), int(img_size))
+    return int(h), int(w)
+
+
+def low_res_to_size(low_res: np.ndarray | torch.Tensor, input_size: tuple[int, int], img_size: int,
+                    size: tuple[int, int]) -> torch.Tensor:
+    """SAM's low-res logits (``... x m x m`` over the padded square) -> ``... x h x w`` float32 at ``size``.
+
+    The operations of ``Sam.postprocess_masks``: bilinear to ``img_size`` square, crop the input frame
+    ``[:h', :w']``, bilinear to ``size`` (the original size gives SamPredictor's masks exactly; the input
+    frame gives them as SAM itself sees the image, the second resize then being the identity).
+    """
+    t = low_res if isinstance(low_res, torch.Tensor) else torch.as_tensor(np.asarray(low_res))
+    t = t.detach().to("cpu", torch.float32)
+    lead = t.shape[:-2]
+    t = t.reshape(1, -1, *t.shape[-2:])
+    t = F.interpolate(t, (img_size, img_size), mode="bilinear", align_corners=False)
+    t = t[..., : input_size[0], : input_size[1]]
+    if tuple(size) != tuple(input_size):
+        t = F.interpolate(t, tuple(int(v) for v in size), mode="bilinear", align_corners=False)
+    return t.reshape(*lead, *t.shape[-2:])
+
+
+class FramePredictor:
+    """SAM's prompt encoder + mask decoder on a stored embedding, with prompts and masks in a working frame.
+
+    The cascade (:mod:`clipsam_lite.cps`) works on ``S_a`` resized to ``work_size`` (PPG's working frame,
+    SAM's input frame by default: bounded memory whatever the image size). Points and boxes it passes
+    are in that frame's pixels; they are mapped to original-image coordinates by the exact per-axis
+    scale ``(W / w, H / h)`` (:meth:`to_original`, what ``SamPredictor`` expects), and SAM's own
+    ``ResizeLongestSide.apply_coords`` brings them back: with ``work_size`` = SAM's input frame, SAM sees
+    each point at the very pixel PPG chose. Masks and logits come back at ``work_size``
+    (``Sam.postprocess_masks``' operations); low-res logits exactly as SAM returned them. With
+    ``work_size`` = the original size this is ``SamPredictor.predict`` itself (bit for bit).
+
+    :meth:`predict_many` runs several prompt sets in one decoder call per group of sets with the same
+    number of points and the same kinds of prompts (``SamPredictor.predict_torch`` takes a batch).
+    """
+
+    def __init__(self, sam: torch.nn.Module, embedding: SamEmbedding, work_size: tuple[int, int] | None = None) -> None:
+        from segment_anything.utils.transforms import ResizeLongestSide
+
+        predictor_for(sam, embedding)  # the same checks: this SAM made this embedding
+        self.sam, self.embedding = sam, embedding
+        self.original_size = tuple(int(v) for v in embedding.original_size)
+        self.work_size = self.original_size if work_size is None else (int(work_size[0]), int(work_size[1]))
+        self.transform = ResizeLongestSide(int(sam.image_encoder.img_size))
+        self.decoder_calls = 0
+
+    @property
+    def scale_to_original(self) -> tuple[float, float]:
+        """``(W / w, H / h)``: working-frame (x, y) -> original (x, y)."""
+        return self.original_size[1] / self.work_size[1], self.original_size[0] / self.work_size[0]
+
+    def to_original(self, points_xy: np.ndarray) -> np.ndarray:
+        p = np.asarray(points_xy, dtype=np.float64).reshape(-1, 2)
+        if self.work_size == self.original_size:
+            return p
+        sx, sy = self.scale_to_original
+        return p * np.array([sx, sy])
+
+    def box_to_original(self, box: np.ndarray | None) -> np.ndarray | None:
+        if box is None:
+            return None
+        return self.to_original(np.asarray(box, dtype=np.float64).reshape(2, 2)).reshape(4)
+
+    def predict(self, point_coords=None, point_labels=None, box=None, mask_input=None, multimask_output=True,
+                return_logits=False):
+        """``SamPredictor.predict``'s contract, in the working frame: (masks or logits C x h x w, ious C, low-res C x m x m)."""
+        n = 0 if point_coords is None else len(point_coords)
+        request = (np.zeros((0, 2)) if point_coords is None else point_coords,
+                   np.zeros(0, np.int64) if point_labels is None else point_labels, box, mask_input)
+        logits, ious, low = self.predict_many([request], multimask_output, allow_empty=n == 0)[0]
+        return (logits if return_logits else logits > 0.0), ious, low
+
+    @torch.no_grad()
+    def predict_many(self, requests: Sequence[tuple], multimask_output: bool, allow_empty: bool = False
+                     ) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+        """``[(points (n, 2) work frame, labels (n,), box [x0, y0, x1, y1] work frame or None, mask_input
+        (1, m, m) or None), ...]`` -> ``[(logits C x h x w, ious C, low_res C x m x m), ...]`` in order."""
+        sam, dev = self.sam, _sam_device(self.sam)
+        groups: dict[tuple[int, bool, bool], list[int]] = {}
+        for i, (pts, _lab, box, mask) in enumerate(requests):
+            groups.setdefault((len(pts), box is None, mask is None), []).append(i)
+        out: list[tuple[np.ndarray, np.ndarray, np.ndarray] | None] = [None] * len(requests)
+        features = self.embedding.features[None].to(dev)
+        for (n, no_box, no_mask), idx in groups.items():
+            if n == 0 and no_box and not allow_empty:
+                raise ValueError("FramePredictor: a prompt set has neither points nor a box.")
+            points = None
+            if n:
+                coords = np.stack([self.transform.apply_coords(self.to_original(requests[i][0]), self.original_size)
+                                   for i in idx])
+                labels = np.stack([np.asarray(requests[i][1]) for i in idx])
+                points = (torch.as_tensor(coords, dtype=torch.float, device=dev),
+                          torch.as_tensor(labels, dtype=torch.int, device=dev))
+            boxes = None if no_box else torch.as_tensor(np.stack([
+                self.transform.apply_boxes(self.box_to_original(requests[i][2])[None], self.original_size)[0]
+                for i in idx]), dtype=torch.float, device=dev)
+            masks = None if no_mask else torch.as_tensor(np.stack([np.asarray(requests[i][3]) for i in idx]),
+                                                         dtype=torch.float, device=dev)
+            sparse, dense = sam.prompt_encoder(points=points, boxes=boxes, masks=masks)
+            low, iou = sam.mask_decoder(image_embeddings=features, image_pe=sam.prompt_encoder.get_dense_pe(),
+                                        sparse_prompt_embeddings=sparse, dense_prompt_embeddings=dense,
+                                        multimask_output=multimask_output)
+            self.decoder_calls += 1
+            logits = sam.postprocess_masks(low, self.embedding.input_size, self.work_size)
+            for j, i in enumerate(idx):
+                out[i] = (logits[j].cpu().numpy(), iou[j].cpu().numpy(), low[j].cpu().numpy())
+        return out  # type: ignore[return-value]
 

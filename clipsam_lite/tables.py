@@ -166,7 +166,7 @@ def _protocol_caption(protocol: dict[str, Any]) -> str:
     if protocol.get("head"):
         parts.append(f"head {protocol['head']}")
     if protocol.get("resolution"):
-        parts.append(f"{protocol['resolution']} px")
+        parts.append(f"{protocol['resolution']} px" + (f" {protocol['eval_resize']}" if protocol.get("eval_resize") else ""))
     if protocol.get("aupro_fpr_limit") is not None:
         parts.append(f"AUPRO to FPR {protocol['aupro_fpr_limit']}")
     return "; ".join(parts)

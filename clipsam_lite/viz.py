@@ -51,8 +51,7 @@ def result_figure(image: np.ndarray, result: Any, gt_mask: np.ndarray | None = N
         draw_mask_outline(axes[0], gt_mask, color=GT_COLOR, lw=1.0)
     show_map(axes[1], result.s_a, image, "S_a (CLIP) + PPG points")
     if result.ppg is not None:
-        draw_points(axes[1], np.concatenate([result.ppg.positives, result.ppg.negatives]),
-                    np.r_[np.ones(len(result.ppg.positives)), np.zeros(len(result.ppg.negatives))])
+        draw_points(axes[1], *result.ppg.points_original())
     for i, m in enumerate(masks):
         ax = axes[2 + i]
         show_image(ax, image, f"stage {i + 1} mask")

@@ -171,9 +171,8 @@ def cps_figure(image: np.ndarray, result: Any, gt_mask: np.ndarray | None = None
 
     show_map(axes[1], result.s_a, image, f"S_a, M_apa = S_a > {result.tau_value:.2f} (white)")
     if result.ppg is not None:
-        draw_mask_outline(axes[1], result.ppg.m_apa, color="white", lw=1.0)
-        draw_points(axes[1], np.concatenate([result.ppg.positives, result.ppg.negatives]),
-                    np.r_[np.ones(len(result.ppg.positives)), np.zeros(len(result.ppg.negatives))])
+        draw_mask_outline(axes[1], result.ppg.mask_to_original(result.ppg.m_apa), color="white", lw=1.0)
+        draw_points(axes[1], *result.ppg.points_original())
 
     masks = result.stage_masks()
     show_image(axes[2], image)

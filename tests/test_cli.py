@@ -90,3 +90,17 @@ def test_demo_runs_offline_and_says_the_backbones_are_random(tmp_path):
     metrics = json.loads((tmp_path / "demo" / "metrics.json").read_text())
     assert metrics["random_backbones"] is True and metrics["n_images"] > 0
     assert list((tmp_path / "demo" / "figures").glob("*_stages.png"))
+
+
+def test_segment_set_option_and_the_pixel_limit(image_file, tmp_path):
+    """Issue 11.13: segment takes --set like the other commands; issue 12.1: a too-large image is refused, saying so."""
+    out = tmp_path / "seg"
+    r = run("segment", str(image_file), "--object", "tablet", "--out", str(out), "--set", "tau_mode=percentile",
+            "--set", "tau=95", "--set", "max_prompt_sets=1", "--set", "stages=2")
+    assert r.returncode == 0, r.stderr
+    res = json.loads((out / "result.json").read_text())
+    assert res["config"]["max_prompt_sets"] == 1 and res["prompt_sets"] == 1 and len(res["stages"]) == 2
+    r = run("segment", str(tmp_path / "missing.png"), "--object", "x", "--out", str(out), "--set", "tau=oops")
+    assert r.returncode == 2 and "--set 'tau=oops'" in r.stderr  # before the file is even looked at
+    r = run("segment", str(image_file), "--object", "tablet", "--out", str(out), "--set", "max_image_pixels=1000")
+    assert r.returncode == 2 and "refused, not downscaled" in r.stderr and "Traceback" not in r.stderr

@@ -261,3 +261,55 @@ def test_exact_flip_equivariance_without_position_embeddings(tiny_models, tf_cfg
     np.testing.assert_allclose(r.maps[2], m[::-1, :], atol=2e-5)
     np.testing.assert_allclose(r.maps[3], m.T, atol=2e-5)
     cm.clear_text_cache(models)
+
+
+def test_map_order_is_april_gans_upsample_then_softmax():
+    """Issue 11.6: the default upsamples the two-channel logits (bilinear, align_corners=False), then takes the
+    softmax, as APRIL-GAN's test.py; the old order stays reachable and differs visibly."""
+    torch.manual_seed(0)
+    feats, text = torch.randn(2, 7 * 7, 16), torch.nn.functional.normalize(torch.randn(2, 16), dim=-1)
+    logits = 100.0 * torch.nn.functional.normalize(feats, dim=-1) @ text.T           # B x N x 2
+    grid = logits.permute(0, 2, 1).reshape(2, 2, 7, 7)
+    ref = torch.softmax(torch.nn.functional.interpolate(grid, size=56, mode="bilinear", align_corners=False),
+                        dim=1)[:, 1]
+    got = cm.layer_anomaly_map(feats, text, 100.0, (7, 7), 56)
+    torch.testing.assert_close(got, ref, rtol=0, atol=1e-5)  # logits of +-100: float32 rounding only
+    old = cm.layer_anomaly_map(feats, text, 100.0, (7, 7), 56, order="softmax_upsample")
+    torch.testing.assert_close(old, cm.upsample_grid(cm.layer_anomaly_probs(feats, text, 100.0), (7, 7), 56))
+    assert (got - old).abs().max() > 0.05
+    with pytest.raises(ValueError, match="upsample_softmax"):
+        cm.layer_anomaly_map(feats, text, 100.0, (7, 7), 56, order="sideways")
+
+
+def test_anomaly_maps_follow_config_map_order(tiny_models):
+    image = _rng_image(64, 64, 5)
+    cfg = tiny_models.cfg.replace(head="training_free")
+    a = cm.anomaly_maps(tiny_models, [image], "bottle", cfg).maps[0]
+    b = cm.anomaly_maps(tiny_models, [image], "bottle", cfg.replace(map_order="softmax_upsample")).maps[0]
+    assert np.abs(a - b).max() > 0  # the switch reaches the pipeline
+
+
+def test_mean_std_come_from_the_pretrained_tag():
+    """Issue 11.9: a non-OpenAI tag loaded from a local file (the model carrying OpenAI's default) is normalised
+    with its own tag's mean/std."""
+    from types import SimpleNamespace
+
+    from open_clip import OPENAI_DATASET_MEAN, OPENAI_DATASET_STD
+
+    from clipsam_lite.config import get_config
+
+    visual = SimpleNamespace(preprocess_cfg={"mean": OPENAI_DATASET_MEAN, "std": OPENAI_DATASET_STD})
+    laion = SimpleNamespace(cfg=get_config("base", clip_model="ViT-L-14", clip_pretrained="laion2b_s32b_b82k"),
+                            clip=SimpleNamespace(visual=visual))
+    assert cm.clip_mean_std(laion) == ((0.5, 0.5, 0.5), (0.5, 0.5, 0.5))
+    openai = SimpleNamespace(cfg=get_config("base"), clip=SimpleNamespace(visual=visual))
+    np.testing.assert_allclose(cm.clip_mean_std(openai)[0], OPENAI_DATASET_MEAN)
+
+
+def test_bf16_autocast_runs_the_clip_encoder_and_returns_fp32_maps(tiny_models):
+    """Issue 11.2: precision=bf16 runs the visual tower under autocast; maps stay float32 and close to fp32's."""
+    image = _rng_image(64, 64, 6)
+    cfg = tiny_models.cfg.replace(head="training_free")
+    a = cm.anomaly_maps(tiny_models, [image], "bottle", cfg.replace(precision="fp32")).maps[0]
+    b = cm.anomaly_maps(tiny_models, [image], "bottle", cfg.replace(precision="bf16")).maps[0]
+    assert b.dtype == np.float32 and np.abs(a - b).max() < 0.2 and np.abs(a - b).max() > 0

@@ -40,7 +40,8 @@ class PlantedPredictor:
 
 
 def _cfg(**kw):
-    return get_config("tiny", secondary_points=False, box_margin=5, **kw)
+    # lengths in the planted maps' own pixels (the SAM-1024-frame unit has its own tests)
+    return get_config("tiny", secondary_points=False, box_margin=5, **{"length_unit": "original", **kw})
 
 
 def test_logits_pass_unchanged_from_stage_to_stage():
@@ -108,7 +109,7 @@ def test_points_and_labels_reach_sam_in_its_convention():
 
 
 def test_secondary_points_inside_m1_and_in_its_ring():
-    cfg = get_config("tiny", k_secondary_pos=2, k_secondary_neg=2, d_min=5.0, secondary_ring=4)
+    cfg = get_config("tiny", k_secondary_pos=2, k_secondary_neg=2, d_min=5.0, secondary_ring=4, length_unit="original")
     s_a = np.full((40, 40), 0.5, np.float32)
     m1 = np.zeros((40, 40), bool)
     m1[10:20, 10:20] = True
@@ -126,7 +127,7 @@ def test_secondary_points_inside_m1_and_in_its_ring():
 
 @pytest.mark.parametrize("fusion", ["gate", "mask", "sigmoid_logits", "blend", "gate_dilated"])
 def test_fusion_modes_give_their_documented_maps(fusion):
-    cfg = get_config("tiny", fusion=fusion, alpha=0.25, gate_dilation=1)
+    cfg = get_config("tiny", fusion=fusion, alpha=0.25, gate_dilation=1, length_unit="original")
     s_a = np.array([[0.2, 0.4, 0.6], [0.8, 1.0, 0.1], [0.3, 0.5, 0.7]], np.float32)
     m3 = np.zeros((3, 3), bool)
     m3[1, 1] = True
@@ -143,3 +144,33 @@ def test_fusion_modes_give_their_documented_maps(fusion):
     # no mask (a normal image, or every stage empty): S_a itself
     np.testing.assert_array_equal(fuse(s_a, None, None, cfg), s_a)
     np.testing.assert_array_equal(fuse(s_a, np.zeros((3, 3), bool), logits, cfg), s_a)
+
+
+def test_secondary_points_respect_tau_and_m_apa():
+    """Issue 11.8: secondary negatives below tau and outside M_apa; secondary positives above tau."""
+    cfg = get_config("tiny", k_secondary_pos=2, k_secondary_neg=2, d_min=3.0, secondary_ring=4, length_unit="original")
+    s_a = np.full((40, 40), 0.8, np.float32)   # the ring around M1 is above tau everywhere...
+    m1 = np.zeros((40, 40), bool)
+    m1[10:20, 10:20] = True
+    s_a[10:20, 10:20] = 0.3                     # ...M1 is below it except two pixels
+    s_a[12, 12], s_a[17, 17] = 0.9, 0.45        # one above tau, one below (but the highest after it)
+    s_a[8, 15] = 0.2                            # the only ring pixel below tau
+    s_a[21, 12] = 0.1                           # below tau but inside M_apa (planted below)
+    m_apa = s_a > 0.5
+    m_apa[21, 12] = True
+    existing = np.array([[35.0, 35.0]])
+    pts, labels = secondary_points(s_a, m1, existing, np.array([1]), cfg, tau=0.5, m_apa=m_apa)
+    np.testing.assert_array_equal(pts[labels == 1], [[12, 12]])  # 0.45 < tau is no positive
+    np.testing.assert_array_equal(pts[labels == 0], [[15, 8]])   # never a pixel of M_apa or above tau
+    old = cfg.replace(secondary_tau=False)
+    pts, labels = secondary_points(s_a, m1, existing, np.array([1]), old, tau=0.5, m_apa=m_apa)
+    np.testing.assert_array_equal(pts[labels == 1], [[12, 12], [17, 17]])
+    np.testing.assert_array_equal(pts[labels == 0], [[12, 21], [15, 8]])  # the M_apa pixel (0.1) comes first
+
+
+def test_cascade_lengths_scale_with_the_frame():
+    """box_margin is in length units: scaled to the map's pixels (issue 11.7)."""
+    pred = PlantedPredictor((64, 80), rects=[(10, 10, 30, 30), (12, 8, 40, 33), (11, 9, 39, 32)])
+    run_cascade(pred, np.zeros((64, 80), np.float32), np.array([[20, 20]]), np.array([1]), _cfg().replace(box_margin=20),
+                length_scale=0.25)
+    np.testing.assert_array_equal(pred.calls[2]["box"], [7, 3, 45, 38])  # margin 20 * 0.25 = 5 map pixels

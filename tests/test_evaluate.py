@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from PIL import Image
 from sklearn.metrics import average_precision_score, precision_recall_curve, roc_auc_score
 
 from clipsam_lite import ablate as abl
@@ -182,7 +183,10 @@ def _value_changed(cfg: Config, name: str):
     choices = {"profile": ("paper", "base", "tiny"), "head": ("adapter", "training_free"),
                "tau_mode": ("absolute", "otsu"), "negative_strategy": ("cofeature", "none"),
                "fusion": ("gate", "mask"), "image_score_mode": ("global", "global_max_mix"),
-               "stages": (3, 2), "clip_model": ("a", "b"), "sam_model": ("vit_b", "tiny")}
+               "stages": (3, 2), "clip_model": ("a", "b"), "sam_model": ("vit_b", "tiny"),
+               "map_order": ("upsample_softmax", "softmax_upsample"), "precision": ("auto", "bf16"),
+               "length_unit": ("sam1024", "original"), "ppg_resolution": ("sam_input", "original"),
+               "eval_resize": ("squash", "crop")}
     if name in choices:
         return next(c for c in choices[name] if c != v)
     if isinstance(v, bool):
@@ -398,3 +402,50 @@ def test_cli_errors_are_one_clear_line(tmp_path, capsys, data_root):
     assert main(["ablate", "--dataset", "folder", "--root", str(folder), "--out", str(tmp_path / "o")]) == 2
     err = capsys.readouterr().err
     assert "no ground-truth mask" in err and "a.png" in err
+
+
+def test_ablation_reads_stages_1_and_2_from_the_3_stage_cascade(reference, tiny_models, data_root, tmp_path):
+    """Issue 11.12: the 1- and 2-stage rows are prefixes of one 3-stage run: no more decoder passes than 3 stages
+    alone, and the same numbers as separate runs (test_ablation_reuses_... checks a 1-stage row against evaluate)."""
+    from conftest import DecoderSpy
+
+    def decoder_calls(stages):
+        spy = DecoderSpy(tiny_models.sam)
+        try:
+            ab = abl.ablate("mvtec", data_root, tmp_path / f"ab{len(stages)}", models=tiny_models, resolution=RESOLUTION,
+                            batch_size=BATCH, overrides=OVERRIDES, strategies=("ring_low_score",), stages=stages,
+                            fusions=("gate",), progress=False, log=None)
+        finally:
+            spy.handle.remove()
+        return spy.calls, {r["setting"]: r for r in ab.table["rows"]}
+
+    all3, rows = decoder_calls((1, 2, 3))
+    only3, rows3 = decoder_calls((3,))
+    assert all3 == only3 > 0
+    assert rows["ring_low_score / 3 stages / gate"] == rows3["ring_low_score / 3 stages / gate"]
+    two = _run(tiny_models, data_root, tmp_path / "two", overrides=[*OVERRIDES, "negative_strategy=ring_low_score"],
+               stages=2)
+    assert {k: rows["ring_low_score / 2 stages / gate"][k] for k in ev.PIXEL_KEYS} == \
+        {k: two.results["mean"][k] for k in ev.PIXEL_KEYS}
+
+
+def test_evaluation_squashes_to_the_square_by_default_and_names_it(reference):
+    """Issue 11.5: maps and masks are squashed (APRIL-GAN / AnomalyCLIP Resize((518, 518))), no pixel cropped away;
+    the crop stays an option; every table says which."""
+    from clipsam_lite.eval_cache import eval_map
+    from clipsam_lite.images import resize_for_eval
+
+    wide = np.zeros((300, 700), bool)
+    wide[100:200, 650:700] = True  # a defect at the right edge of a wide image
+    squashed = resize_for_eval(wide, 48, "squash", is_mask=True)
+    cropped = resize_for_eval(wide, 48, "crop", is_mask=True)
+    assert squashed.shape == cropped.shape == (48, 48)
+    assert squashed[:, 44:].any() and not cropped.any()  # the crop drops the defect from the metrics
+    ramp = np.tile(np.linspace(0, 1, 700, dtype=np.float32), (300, 1))
+    expected = np.asarray(Image.fromarray(ramp, mode="F").resize((48, 48), Image.Resampling.BILINEAR))
+    np.testing.assert_allclose(eval_map(ramp, 48), expected, rtol=0, atol=1e-6)
+    assert eval_map(ramp, 48)[0, -1] > 0.95 and eval_map(ramp, 48, "crop")[0, -1] < 0.8
+    res = reference.results
+    assert res["protocol"]["eval_resize"] == "squash" and "squash" in res["protocol"]["resize"]
+    assert "squash" in (reference.out / "results.md").read_text()
+    assert "(squash)" in ev.comparison_markdown(res)

@@ -42,6 +42,9 @@ EIGHT = np.ones((3, 3), dtype=bool)
 # --------------------------------------------------------------------------------------------
 
 
+
+_trapz = getattr(np, "trapezoid", None) or np.trapz  # NumPy 2 / NumPy 1 (requirements say numpy>=1.24)
+
 def ref_pro_curve(maps: list[np.ndarray], masks: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
     """The MVTec definition counted directly: (0, 0), one point per distinct threshold t (pixels
     with score >= t are positive), then (1, 1). FPR over all normal pixels; PRO = mean over every
@@ -70,7 +73,7 @@ def ref_trapezoid(x: np.ndarray, y: np.ndarray, x_max: float) -> float:
         y_at = y[ins - 1] + (y[ins] - y[ins - 1]) * (x_max - x[ins - 1]) / (x[ins] - x[ins - 1])
         correction = 0.5 * (y_at + y[ins - 1]) * (x_max - x[ins - 1])
     keep = x <= x_max
-    return float(np.trapezoid(y[keep], x[keep]) + correction)
+    return float(_trapz(y[keep], x[keep]) + correction)
 
 
 def ref_aupro(maps, masks, fpr_limit=0.3) -> float:
@@ -82,7 +85,7 @@ def ref_aupro_truncated(maps, masks, fpr_limit=0.3) -> float:
     """The full curve cut at FPR <= limit (no interpolation), area / largest FPR kept."""
     x, y = ref_pro_curve(maps, masks)
     keep = x <= fpr_limit
-    return float(np.trapezoid(y[keep], x[keep]) / x[keep].max())
+    return float(_trapz(y[keep], x[keep]) / x[keep].max())
 
 
 def ref_cal_pro_score(masks: np.ndarray, amaps: np.ndarray, max_step=200, expect_fpr=0.3) -> float:
@@ -480,3 +483,26 @@ def test_other_bad_input():
         pixel_metrics(HAND_MAPS, HAND_MASKS, on_undefined="ignore")
     with pytest.raises(ValueError, match="dtype"):
         pixel_auroc(np.array([["a", "b"]]), np.array([[0, 1]]))
+
+
+def test_metrics_run_without_numpy2_only_functions(monkeypatch):
+    """requirements.txt promises numpy>=1.24: nothing in metrics may need NumPy 2's np.trapezoid (issue 11.4)."""
+    s = np.arange(10, dtype=np.float64)[None, :]  # test_fixed_steps_hand_computed's case: 1 and 0.5
+    m = (s == 7) | (s == 8)
+    monkeypatch.delattr(np, "trapezoid", raising=False)
+    assert aupro_fixed_steps(s, m, steps=10) == pytest.approx(1.0, abs=1e-12)
+    assert aupro_fixed_steps(s, m, steps=10, rescale="max") == pytest.approx(0.5, abs=1e-12)
+
+
+def test_requirements_numpy_floor_matches_the_code():
+    """The numpy floor in requirements.txt and pyproject.toml is the same, and the package source calls no
+    NumPy-2-only function when the floor is below 2 (issue 11.4: np.trapezoid crashed on numpy 1.x)."""
+    import re
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    floors = {re.search(r"numpy>=([0-9.]+)", (root / f).read_text()).group(1) for f in ("requirements.txt", "pyproject.toml")}
+    assert len(floors) == 1, floors
+    if int(floors.pop().split(".")[0]) < 2:
+        for path in (root / "clipsam_lite").rglob("*.py"):
+            assert "np.trapezoid(" not in path.read_text(), path

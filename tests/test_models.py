@@ -171,3 +171,63 @@ def test_weights_report_lists_each_file_of_a_profile(isolated_cache):
     assert [r["what"] for r in rows] == ["CLIP ViT-L-14-336-quickgelu/openai", "SAM vit_h"]
     assert rows[1]["where"] == str(isolated_cache / "sam" / "sam_vit_h_4b8939.pth") and rows[1]["cached"] is False
     assert all(r["cached"] is None for r in models.weights_report(get_config("tiny")))
+
+
+def _torchscript_clip(clip: torch.nn.Module, path) -> None:
+    """Save ``clip`` as OpenAI's clip package did: a traced TorchScript archive whose state dict also holds
+    ``input_resolution``, ``context_length`` and ``vocab_size``."""
+    class Legacy(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            for n, c in clip.named_children():
+                self.add_module(n, c)
+            persistent = clip.state_dict()
+            for n, p in clip.named_parameters(recurse=False):
+                self.register_parameter(n, p)
+            for n, b in clip.named_buffers(recurse=False):
+                if n in persistent:  # TorchScript keeps every buffer; open_clip rebuilds attn_mask itself
+                    self.register_buffer(n, b)
+            for n, v in (("input_resolution", 224), ("context_length", 77), ("vocab_size", 49408)):
+                self.register_buffer(n, torch.tensor(v))
+
+        def forward(self, x):
+            return x * self.logit_scale
+
+    with pytest.warns(Warning):  # torch.jit.trace is deprecated: the format is legacy, which is the point
+        torch.jit.trace(Legacy(), torch.ones(1)).save(str(path))
+
+
+def test_legacy_torchscript_clip_cache_file_loads(monkeypatch, tmp_path, isolated_cache, tiny_models):
+    """Issue 11.1: a TorchScript ``~/.cache/clip/<name>.pt`` counted as cached must load, not be called corrupt."""
+    legacy = tmp_path / "ViT-B-16.pt"
+    _torchscript_clip(tiny_models.clip, legacy)
+    with pytest.raises(RuntimeError, match="TorchScript"):
+        torch.load(legacy, weights_only=True)  # what open_clip's loader did with it
+    assert models._is_torchscript_archive(legacy)
+    loaded, _, _ = models.load_clip(get_config("tiny"), legacy)  # as --clip-checkpoint
+    assert _same_weights(loaded, tiny_models.clip)
+    # as the cached file of a pretrained tag (the demo's path when it believes `base` is cached)
+    monkeypatch.setattr(models, "clip_weights_status", lambda name, tag: {**_real_status("ViT-B-16", "openai"),
+                                                                           "path": str(legacy)})
+    loaded, _, _ = models.load_clip(get_config("tiny", clip_pretrained="openai"))
+    assert _same_weights(loaded, tiny_models.clip)
+    assert len(list((isolated_cache / "clip").glob("*.state_dict.pt"))) == 1  # converted once, reused
+    bad = tmp_path / "bad.pt"
+    bad.write_bytes(legacy.read_bytes()[:3000])
+    with pytest.raises(models.CorruptCheckpointError, match="bad.pt"):
+        models.load_clip(get_config("tiny"), bad)
+
+
+def test_reachability_uses_the_hub_endpoint(monkeypatch, isolated_cache):
+    """Issue 11.3: with HF_ENDPOINT set, the check goes to that mirror, not to huggingface.co."""
+    from huggingface_hub import constants
+
+    asked = []
+    monkeypatch.setattr(constants, "ENDPOINT", "https://hf-mirror.example:8443/")
+    monkeypatch.setattr(models, "_network_reachable", lambda host, timeout=3.0: asked.append(host) or False)
+    monkeypatch.setattr(models, "clip_weights_status", _status_without_cache)
+    with pytest.raises(models.WeightsUnavailableError, match="hf-mirror.example:8443") as err:
+        models.load_clip(get_config("base"))
+    assert asked == ["https://hf-mirror.example:8443"]
+    assert "https://hf-mirror.example:8443/timm/" in str(err.value)
+    assert models._network_reachable("https://127.0.0.1:9", timeout=0.5) is False  # URL parsed, port used

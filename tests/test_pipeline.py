@@ -6,6 +6,7 @@ import json
 
 import numpy as np
 import pytest
+from PIL import Image
 
 from clipsam_lite import pipeline
 from clipsam_lite.synthetic import render_item
@@ -98,3 +99,71 @@ def test_segment_works_inside_inference_mode(tiny_models, defect_image):
         r = pipeline.segment(image, "tablet", tiny_models, cfg)
     plain = pipeline.segment(image, "tablet", tiny_models, cfg)
     np.testing.assert_array_equal(r.final_mask, plain.final_mask)
+
+
+def test_ppg_works_in_sams_input_frame_and_outputs_stay_full_size(tiny_models):
+    """Issue 11.7 / 12.1: on a 400 x 600 image PPG runs on S_a in SAM's 171 x 256 input frame; S_a, the final map and
+    mask are at 400 x 600, the final mask is SAM's own (from the low-res logits), and SAM got the points exactly."""
+    from segment_anything.utils.transforms import ResizeLongestSide
+
+    image, _ = render_item("tablet", 0, defect="stain", signature=True)
+    big = np.array(Image.fromarray(image).resize((600, 400)))
+    cfg = _cfg(tiny_models, per_component=False)
+    r = pipeline.segment(big, "tablet", tiny_models, cfg)
+    assert r.frame == (171, 256) and r.ppg.m_apa.shape == (171, 256)
+    assert r.s_a.shape == r.final_map.shape == r.final_mask.shape == (400, 600)
+    c = r.cascades[0]
+    np.testing.assert_array_equal(r.final_mask, c.full_mask())
+    s1 = c.stages[0]
+    seen = ResizeLongestSide(256).apply_coords(s1.points, (400, 600))  # what SAM's prompt encoder receives
+    np.testing.assert_allclose(seen, s1.points_work, rtol=0, atol=1e-9)
+    np.testing.assert_allclose(s1.points[s1.labels == 1], r.ppg.to_original(r.ppg.positives))
+    assert all(m.shape == (400, 600) for m in r.stage_masks())
+    old = pipeline.segment(big, "tablet", tiny_models, cfg.replace(ppg_resolution="original"))
+    assert old.frame is None and old.ppg.m_apa.shape == (400, 600)
+
+
+def test_batched_decoder_one_call_per_stage_and_group(tiny_models, defect_image, decoder_spy):
+    """Issue 11.11: all prompt sets of a stage go through the decoder together; the answers are those of one
+    call per set; max_prompt_sets caps the cascades."""
+    image, _ = defect_image
+    cfg = _cfg(tiny_models, tau=90.0, per_component=True, min_component_area=16, max_prompt_sets=0, k_pos=1,
+               k_neg=1, secondary_points=False)
+    batched = pipeline.segment(image, "tablet", tiny_models, cfg)
+    n_sets = len(batched.cascades)
+    assert n_sets >= 3, "the planted threshold should give several components"
+    groups = {len(s.points) for c in batched.cascades for s in c.stages}
+    assert decoder_spy.calls <= 3 * len(groups) < 3 * n_sets
+    decoder_spy.calls = 0
+    single = pipeline.segment(image, "tablet", tiny_models, cfg.replace(batch_prompt_sets=False))
+    assert decoder_spy.calls == sum(len(c.stages) for c in single.cascades)
+    for a, b in zip(batched.cascades, single.cascades, strict=True):
+        assert len(a.stages) == len(b.stages)
+        for x, y in zip(a.stages, b.stages, strict=True):
+            np.testing.assert_allclose(x.low_res_logits, y.low_res_logits, rtol=0, atol=1e-4)
+    capped = pipeline.segment(image, "tablet", tiny_models, cfg.replace(max_prompt_sets=2))
+    assert len(capped.cascades) == 2 and capped.ppg.dropped_components == n_sets - 2
+
+
+def test_image_above_the_pixel_limit_is_refused_before_any_work(defect_image):
+    image, _ = defect_image
+    cfg = pipeline.Config(max_image_pixels=10_000)
+
+    class Untouchable:
+        def __getattr__(self, name):
+            raise AssertionError(f"models.{name} was used before the size check")
+
+    with pytest.raises(pipeline.ImageTooLargeError, match=r"256 x 256 = 0.1 megapixels.*refused, not downscaled.*"
+                                                          r"max_image_pixels=65536"):
+        pipeline.segment(image, "tablet", Untouchable(), cfg)
+
+
+def test_sam_batch_size_sets_the_encoder_batches(tiny_models, defect_image):
+    """Issue 11.2: the SAM encoder has its own batch size, independent of CLIP's."""
+    from clipsam_lite.sam_features import EncoderCounter
+
+    image, _ = defect_image
+    cfg = _cfg(tiny_models, batch_size=8, sam_batch_size=2, stages=1)
+    with EncoderCounter(tiny_models.sam) as count:
+        pipeline.segment_batch([image] * 3, "tablet", tiny_models, cfg)
+    assert (count.calls, count.images) == (2, 3)

@@ -24,8 +24,11 @@ from clipsam_lite.sam_features import SamEmbedding
 
 
 def _cfg(**kw) -> Config:
+    # lengths in the map's own pixels (these maps are images) and no cap on the prompt sets: the planted
+    # answers below are in pixels; the SAM-1024-frame unit and the cap have their own tests
     base = dict(tau_mode="absolute", tau=0.5, k_pos=3, k_neg=3, d_min=10.0, ring_radius=8,
-                negative_strategy="ring_low_score", per_component=True, min_component_area=1)
+                negative_strategy="ring_low_score", per_component=True, min_component_area=1,
+                length_unit="original", max_prompt_sets=0)
     return Config(**{**base, **kw})
 
 
@@ -323,3 +326,56 @@ def test_ppg_figure_and_explorer_build_headless():
     with_emb = ppg_explorer(s, _cfg(negative_strategy="cofeature"), emb)
     assert with_emb.children[4].value == "cofeature"
     plt.close("all")
+
+
+# ---------------------------------------------------------------------------------------------- SAM's 1024 frame
+
+def _blocks(s: np.ndarray, k: int) -> np.ndarray:
+    """Nearest-neighbour upscaling by k: the same image, k times larger."""
+    return np.repeat(np.repeat(s, k, axis=0), k, axis=1)
+
+
+def test_lengths_in_sams_1024_frame_mean_the_same_at_every_image_size():
+    """Issue 11.7: d_min and min_component_area in SAM's 1024 frame give the same prompts on an image and on the
+    same image twice as large; in original pixels (the old unit) they do not."""
+    s = np.full((256, 256), 0.1, np.float32)
+    s[40:44, 40:44] = 0.90                     # a 16-px region, the best maximum
+    s[40:44, 110:114] = 0.85                   # 70 px right of it
+    s[40:44, 180:184] = 0.80                   # 140 px right of it
+    s[200:203, 200:203] = 0.95                 # a 9-px speck
+    kw = dict(k_pos=3, negative_strategy="none", per_component=False)
+    # sam1024: d_min 400 = 100 px of the 256 map, 200 px of the 512 map; min area 160 = 10 px / 40 px
+    cfg = _cfg(length_unit="sam1024", d_min=400.0, min_component_area=160, **kw)
+    small, large = generate_prompts(s, cfg), generate_prompts(_blocks(s, 2), cfg)
+    np.testing.assert_array_equal(small.positives, [[40, 40], [180, 40]])  # the speck is too small, 70 px too close
+    np.testing.assert_array_equal(large.positives, 2 * small.positives)
+    assert small.length_scale == 0.25 and large.length_scale == 0.5
+    # the same numbers in original pixels: d_min 400 leaves one point on both, area 160 drops every region
+    old = _cfg(length_unit="original", d_min=100.0, min_component_area=10, **kw)
+    np.testing.assert_array_equal(generate_prompts(s, old).positives, [[40, 40], [180, 40]])
+    assert len(generate_prompts(_blocks(s, 2), old).positives) == 3  # 140 and 280 px apart: all kept at 2x
+
+
+def test_map_in_sams_input_frame_gives_points_in_original_coordinates():
+    """PPG on S_a in SAM's input frame: the points are map pixels; to_original gives what SamPredictor needs."""
+    s = np.full((64, 128), 0.1, np.float32)
+    s[10, 100] = 0.9
+    res = generate_prompts(s, _cfg(negative_strategy="none", k_pos=1), original_size=(300, 600))
+    np.testing.assert_array_equal(res.positives, [[100, 10]])
+    np.testing.assert_allclose(res.to_original(res.positives), [[100 * 600 / 128, 10 * 300 / 64]])
+
+
+def test_max_prompt_sets_keeps_the_components_with_the_largest_r_a_mass():
+    """Issue 11.11: at most max_prompt_sets cascades; the components kept are those with the largest sum of S_a."""
+    s = np.full((60, 200), 0.1, np.float32)
+    # five components, in row-major order A..E; masses: A 4*0.6, B 9*0.9, C 16*0.7, D 4*0.95, E 25*0.55
+    s[5:7, 5:7] = 0.6
+    s[5:8, 40:43] = 0.9
+    s[10:14, 80:84] = 0.7
+    s[30:32, 120:122] = 0.95
+    s[40:45, 160:165] = 0.55
+    res = generate_prompts(s, _cfg(max_prompt_sets=3, negative_strategy="none", k_pos=1))
+    # kept: E (13.75), C (11.2), B (8.1), returned in row-major order B, C, E
+    np.testing.assert_array_equal(res.positives, [[40, 5], [80, 10], [160, 40]])
+    assert res.dropped_components == 2 and len(res.prompt_sets) == 3
+    assert len(generate_prompts(s, _cfg(max_prompt_sets=0, negative_strategy="none")).prompt_sets) == 5

@@ -295,3 +295,53 @@ def test_cached_normalised_features_follow_in_place_changes():
     after = similarity_map(emb, np.array([[40, 100]]))
     np.testing.assert_allclose(before[:, 300:], 0.0, atol=1e-6)
     np.testing.assert_allclose(after, 1.0, atol=1e-6)
+
+
+def test_frame_predictor_is_sampredictor_at_the_original_size_and_exact_in_sams_frame(sam):
+    """FramePredictor (issues 11.7, 12.1): at the image's size it is SamPredictor.predict bit for bit; in SAM's input
+    frame the points land on the very pixels given, and the full-size mask from its low-res logits is SamPredictor's."""
+    from clipsam_lite.sam_features import FramePredictor, low_res_to_size
+
+    image = _images()[0]  # 300 x 700 -> SAM's input frame 110 x 256
+    emb = embed_images(sam, [image], batch_size=1)[0]
+    reference = SamPredictor(sam)
+    reference.set_image(image)
+    points, labels = np.array([[350.0, 150.0], [20.0, 280.0]]), np.array([1, 0])
+    same = FramePredictor(sam, emb)
+    for kw in (dict(multimask_output=False), dict(multimask_output=True, box=np.array([300, 100, 420, 200]))):
+        ref = reference.predict(points, labels, return_logits=True, **kw)
+        got = same.predict(points, labels, return_logits=True, **kw)
+        for a, b in zip(ref, got, strict=True):
+            np.testing.assert_array_equal(a, b)
+    framed = FramePredictor(sam, emb, emb.input_size)
+    work = np.array([[128.0, 55.0], [7.0, 100.0]])  # pixels of the 110 x 256 frame
+    original = framed.to_original(work)
+    np.testing.assert_allclose(reference.transform.apply_coords(original, (300, 700)), work, rtol=0, atol=1e-9)
+    ref = reference.predict(original, labels, multimask_output=True, return_logits=True)
+    logits, ious, low = framed.predict(work, labels, multimask_output=True, return_logits=True)
+    np.testing.assert_array_equal(ious, ref[1])
+    np.testing.assert_array_equal(low, ref[2])
+    assert logits.shape == (3, 110, 256)
+    np.testing.assert_array_equal(low_res_to_size(low, emb.input_size, emb.img_size, (300, 700)).numpy(), ref[0])
+
+
+def test_frame_predictor_batches_prompt_sets_of_equal_size(sam):
+    """predict_many: one decoder pass per group of equal-sized prompt sets, the same answers as one by one (11.11)."""
+    from clipsam_lite.sam_features import FramePredictor
+
+    emb = embed_images(sam, [_images()[0]], batch_size=1)[0]
+    fp = FramePredictor(sam, emb, emb.input_size)
+    reqs = [(np.array([[30.0, 40.0], [90.0, 20.0]]), np.array([1, 0]), None, None),
+            (np.array([[200.0, 80.0], [150.0, 60.0]]), np.array([1, 1]), None, None),
+            (np.array([[100.0, 50.0]]), np.array([1]), None, None)]
+    calls = []
+    handle = sam.mask_decoder.register_forward_hook(lambda *a: calls.append(1))
+    try:
+        many = fp.predict_many(reqs, multimask_output=True)
+        assert len(calls) == 2  # {2 points} x 2 sets, {1 point} x 1 set
+        singles = [fp.predict(p, lab, multimask_output=True, return_logits=True) for p, lab, _, _ in reqs]
+    finally:
+        handle.remove()
+    for m, s in zip(many, singles, strict=True):
+        for a, b in zip(m, s, strict=True):
+            np.testing.assert_allclose(a, b, rtol=0, atol=1e-4)
