@@ -364,8 +364,10 @@ _PRESETS: dict[str, dict[str, Any]] = {
     # mini: the shipped mini-CLIP (128 px, patch 8 -> 16 x 16 grid, 4 blocks) on 128 px world images [ours]
     "mini": dict(
         clip_model="clipsam-mini-vit", clip_pretrained="shipped", clip_image_size=128,
-        clip_layers=(1, 2, 3, 4), sam_model="tiny", d_min=16.0, ring_radius=8, box_margin=4,
-        smoothing_sigma=2.0, resolution=128, batch_size=16, min_component_area=8,
+        clip_layers=(1, 2, 3, 4), sam_model="tiny", smoothing_sigma=2.0, resolution=128, batch_size=16,
+        # lengths in SAM's 1024 frame: the world's 128-px images are an eighth of it, so these are 16 / 8 / 4 /
+        # 8 / 8 pixels of a 128-px image, times 8 (the minimum area 8 px, times 64)
+        d_min=128.0, ring_radius=64, box_margin=32, secondary_ring=64, gate_dilation=64, min_component_area=512,
     ),
 }
 
