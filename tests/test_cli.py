@@ -100,7 +100,7 @@ def test_segment_set_option_and_the_pixel_limit(image_file, tmp_path):
     assert r.returncode == 0, r.stderr
     res = json.loads((out / "result.json").read_text())
     assert res["config"]["max_prompt_sets"] == 1 and res["prompt_sets"] == 1 and len(res["stages"]) == 2
-    r = run("segment", str(tmp_path / "missing.png"), "--object", "x", "--out", str(out), "--set", "tau=oops")
-    assert r.returncode == 2 and "--set 'tau=oops'" in r.stderr  # before the file is even looked at
+    r = run("segment", str(image_file), "--object", "x", "--out", str(out), "--set", "tau=oops")
+    assert r.returncode == 2 and "--set 'tau=oops'" in r.stderr  # before any model loads
     r = run("segment", str(image_file), "--object", "tablet", "--out", str(out), "--set", "max_image_pixels=1000")
     assert r.returncode == 2 and "refused, not downscaled" in r.stderr and "Traceback" not in r.stderr
