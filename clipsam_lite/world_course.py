@@ -143,11 +143,13 @@ def world_adapter(models: Any, cfg: Any, fold: int = 0, n_per_category: int = 8,
 
 
 def heads_figure(items: Sequence[Any], tf_maps: Sequence[np.ndarray], ad_maps: Sequence[np.ndarray],
-                 profile: str) -> Any:
-    """One row per image: image with its defects, training-free ``S_a``, adapter ``S_a`` (both in [0, 1])."""
+                 ) -> Any:
+    """One row per image: image with its defects, training-free ``S_a``, adapter ``S_a`` (both in [0, 1]).
+
+    The caller names the profile (:func:`clipsam_lite.course.profile_label`).
+    """
     import matplotlib.pyplot as plt
 
-    from .course import profile_label
     from .panels import GT_COLOR, draw_mask_outline
 
     if not (len(items) == len(tf_maps) == len(ad_maps)) or not items:
@@ -163,7 +165,6 @@ def heads_figure(items: Sequence[Any], tf_maps: Sequence[np.ndarray], ad_maps: S
             ax.set_title(title, fontsize=8)
             ax.axis("off")
     fig.tight_layout()
-    profile_label(fig, profile)
     return fig
 
 

@@ -25,7 +25,6 @@ from .synthetic.world_writer import WORLD_MASKS, world_region_mask
 
 if TYPE_CHECKING:  # pragma: no cover
     from .datasets import Record
-    from .evaluate import EvalSetup
 
 __all__ = ["REGION_KEY", "PRIOR_TRAIN_IMAGES", "is_world_root", "eval_region", "region_score", "with_region_key",
            "prior_section"]
@@ -75,8 +74,10 @@ def with_region_key(keys: Sequence[str], rows: Sequence[dict[str, Any]]) -> list
     return keys[:at] + [REGION_KEY] + keys[at:]
 
 
-def prior_section(setup: EvalSetup, n_train: int = PRIOR_TRAIN_IMAGES) -> dict[str, Any]:
+def prior_section(setup: Any, n_train: int = PRIOR_TRAIN_IMAGES) -> dict[str, Any]:
     """The prior-map baseline of every evaluated category: metrics of one fixed map per category. [ours]
+
+    ``setup`` is :class:`clipsam_lite.evaluate.EvalSetup` (not imported here: evaluate imports this module).
 
     The prior is the pixel-wise mean of ``S_a`` (the evaluated CLIP head, adapter included) over the
     first ``n_train`` normal training images of the category, at the evaluation resolution; it is
