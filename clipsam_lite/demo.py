@@ -133,11 +133,11 @@ def choose_adapter(models: Any, cfg: Config, adapter: Any | None = None, synthet
     return None, cfg.replace(head="training_free")
 
 
-def choose_demo_profile(profile: str | None) -> str:
-    """The profile asked for (argument or $CLIPSAM_PROFILE), else ``base`` when its weights are cached, else ``mini``.
+def choose_demo_profile(profile: str | None, offline: str = "mini") -> str:
+    """The profile asked for (argument or $CLIPSAM_PROFILE), else ``base`` when its weights are cached, else ``offline``.
 
-    ``mini`` needs nothing from the network (mini-CLIP ships in the package); ``tiny`` (random backbones)
-    runs only when asked for.
+    The demo's ``offline`` is ``mini``, which needs nothing from the network (mini-CLIP ships in the
+    package); ``tiny`` (random backbones) runs when asked for (``figures`` still falls back to it).
     """
     import os
 
@@ -146,7 +146,7 @@ def choose_demo_profile(profile: str | None) -> str:
 
     if profile or os.environ.get(PROFILE_ENV):
         return resolve_profile(profile)
-    return "base" if real_weights_cached("base") else "mini"
+    return "base" if real_weights_cached("base") else offline
 
 
 PRIOR_ROW = "prior map (baseline)"
