@@ -9,6 +9,12 @@ on :data:`AUX_CATEGORIES` and the demo, tests and notebooks evaluate on :data:`H
 In the tiny profile the backbones are random, so the sample uses ``signature`` defects (one hue no
 normal surface has): the only thing a random backbone can carry to unseen categories. It proves the
 geometry of the pipeline, not zero-shot skill [ours].
+
+The ``mini`` profile (the default demo offline) runs on the miniature world instead (issue 13): the
+adapter is trained on the world's auxiliary categories (:data:`clipsam_lite.synthetic.AUX_CATEGORIES`,
+:func:`world_demo_adapter`), the method runs on its held-out categories
+(:func:`clipsam_lite.synthetic.world_writer.world_demo_root`), and the table adds the region-restricted
+AUROC and the prior-map baseline row (:mod:`clipsam_lite.world_eval`).
 """
 
 from __future__ import annotations
@@ -23,8 +29,8 @@ import numpy as np
 
 from .config import Config
 
-__all__ = ["AUX_CATEGORIES", "HELD_OUT_CATEGORIES", "synthetic_adapter", "choose_adapter", "choose_demo_profile",
-           "run_demo",
+__all__ = ["AUX_CATEGORIES", "HELD_OUT_CATEGORIES", "synthetic_adapter", "world_demo_adapter", "choose_adapter",
+           "choose_demo_profile", "run_demo",
            "score_results"]
 
 AUX_CATEGORIES: tuple[str, ...] = ("weave", "grain")
@@ -71,6 +77,40 @@ def synthetic_adapter(models: Any, cfg: Config | None = None, epochs: int | None
     return adapter
 
 
+WORLD_ADAPTER_IMAGES = 16
+"""Rendered training images per world auxiliary category for the demo's adapter (1-4 defects each). [ours]"""
+
+
+def world_demo_adapter(models: Any, cfg: Config | None = None, log: Callable[[str], None] | None = print) -> Any:
+    """The adapter trained on the miniature world's auxiliary categories (fold 0), cached on disk by its inputs.
+
+    Never trained on a held-out category (:data:`clipsam_lite.synthetic.HELDOUT_CATEGORIES`); the cache key
+    holds the backbone's weight fingerprint, the training fields of ``cfg`` and the world's version.
+    """
+    from .adapter import backbone_fingerprint, load_adapter, save_adapter
+    from .paths import writable_cache_dir
+    from .synthetic import AUX_CATEGORIES as WORLD_AUX
+    from .synthetic.world_writer import WORLD_VERSION
+    from .world_course import world_adapter
+
+    cfg = (cfg or models.cfg).replace(head="adapter")
+    key = json.dumps({"backbone": backbone_fingerprint(models), "world": WORLD_VERSION, "aux": list(WORLD_AUX),
+                      "n": WORLD_ADAPTER_IMAGES, "epochs": cfg.adapter_epochs,
+                      "cfg": {k: v for k, v in cfg.to_dict().items() if k.startswith(("adapter_", "clip_", "focal",
+                                                                                         "dice", "logit", "seed"))}},
+                     sort_keys=True)
+    path = writable_cache_dir() / "adapters" / f"world-{cfg.profile}-{hashlib.sha256(key.encode()).hexdigest()[:12]}.pt"
+    if path.is_file():
+        try:
+            return load_adapter(path, models, cfg)
+        except Exception:  # a stale or broken cache entry: retrain and overwrite it
+            path.unlink(missing_ok=True)
+    adapter = world_adapter(models, cfg, fold=0, n_per_category=WORLD_ADAPTER_IMAGES, epochs=cfg.adapter_epochs,
+                            size=cfg.clip_image_size, log=log)
+    save_adapter(adapter, path)
+    return adapter
+
+
 def choose_adapter(models: Any, cfg: Config, adapter: Any | None = None, synthetic: bool = False,
                    log: Callable[[str], None] | None = print) -> tuple[Any | None, Config]:
     """The CLIP head every command uses: ``(adapter or None, cfg with head set to match)`` [ours].
@@ -114,8 +154,12 @@ def _training_free(cfg: Config, log: Callable[[str], None] | None) -> Config:
     return tuned
 
 
-def choose_demo_profile(profile: str | None) -> str:
-    """The profile asked for (argument or $CLIPSAM_PROFILE), else ``base`` when its weights are cached, else ``tiny``."""
+def choose_demo_profile(profile: str | None, offline: str = "mini") -> str:
+    """The profile asked for (argument or $CLIPSAM_PROFILE), else ``base`` when its weights are cached, else ``offline``.
+
+    The demo's ``offline`` is ``mini``, which needs nothing from the network (mini-CLIP ships in the
+    package); ``tiny`` (random backbones) runs when asked for (``figures`` still falls back to it).
+    """
     import os
 
     from .config import PROFILE_ENV, resolve_profile
@@ -123,22 +167,40 @@ def choose_demo_profile(profile: str | None) -> str:
 
     if profile or os.environ.get(PROFILE_ENV):
         return resolve_profile(profile)
-    return "base" if real_weights_cached("base") else "tiny"
+    return "base" if real_weights_cached("base") else offline
 
 
-def score_results(results: list[Any], masks: list[np.ndarray], labels: list[int]) -> dict[str, dict[str, float]]:
-    """Pixel metrics of ``S_a`` alone (stage 0) and of the final map on the same images, and image metrics."""
+PRIOR_ROW = "prior map (baseline)"
+
+
+def score_results(results: list[Any], masks: list[np.ndarray], labels: list[int],
+                  regions: list[np.ndarray] | None = None, priors: list[np.ndarray] | None = None
+                  ) -> dict[str, dict[str, float]]:
+    """Pixel metrics of ``S_a`` alone (stage 0) and of the final map on the same images, and image metrics.
+
+    On the miniature world, ``regions`` adds the region-restricted AUROC to every map's row and
+    ``priors`` (one prior map per image, :func:`clipsam_lite.prior.prior_maps_for`) adds the prior row.
+    """
     from .metrics import image_metrics, pixel_metrics
+    from .world_eval import REGION_KEY, region_score
 
-    return {
-        "CLIP map S_a (stage 0)": pixel_metrics([r.s_a for r in results], masks),
-        "final map (CPS)": pixel_metrics([r.final_map for r in results], masks),
-        "image score": image_metrics(np.array([r.image_score for r in results]), np.array(labels)),
-    }
+    maps = {"CLIP map S_a (stage 0)": [r.s_a for r in results], "final map (CPS)": [r.final_map for r in results]}
+    if priors is not None:
+        maps[PRIOR_ROW] = list(priors)
+    rows: dict[str, dict[str, float]] = {}
+    for name, m in maps.items():
+        rows[name] = pixel_metrics(m, masks)
+        if regions is not None:
+            rows[name][REGION_KEY] = region_score(m, masks, regions)
+    rows["image score"] = image_metrics(np.array([r.image_score for r in results]), np.array(labels))
+    return rows
 
 
 def _table(rows: dict[str, dict[str, float]]) -> str:
-    cols = ["pixel_auroc", "pixel_ap", "pixel_f1_max", "pixel_aupro"]
+    from .world_eval import with_region_key
+
+    cols = with_region_key(["pixel_auroc", "pixel_ap", "pixel_f1_max", "pixel_aupro"],
+                           [r for n, r in rows.items() if n != "image score"])
     lines = ["| map | " + " | ".join(cols) + " |", "|---" * (len(cols) + 1) + "|"]
     for name, r in rows.items():
         if name != "image score":
@@ -151,32 +213,52 @@ def _table(rows: dict[str, dict[str, float]]) -> str:
 
 def run_demo(profile: str | None, out: Path, log: Callable[[str], None] = print) -> dict[str, Any]:
     """The README's main job: the method on the held-out synthetic categories, figures and a metrics table."""
-    from .clip_maps import object_name_for
+    from .clip_maps import anomaly_maps, object_name_for
     from .datasets import load_dataset
     from .metrics import AUPRO_DEFINITION
     from .models import load_models
     from .panels import save_figure, tiny_caption
     from .pipeline import segment_batch
+    from .prior import prior_maps_for
+    from .synthetic import AUX_CATEGORIES as AUX_WORLD
+    from .synthetic import HELDOUT_CATEGORIES as HELDOUT_WORLD
     from .synthetic import sample_root
+    from .synthetic.world_writer import world_demo_root, world_region_mask
     from .viz import result_figure
 
     name = choose_demo_profile(profile)
     models = load_models(name)
     log(models.banner())
+    world = name == "mini"
+    held_out = list(HELDOUT_WORLD if world else HELD_OUT_CATEGORIES)
     if name == "tiny":
         log(f"[demo] training the adapter on the synthetic auxiliary categories {list(AUX_CATEGORIES)} "
             f"(cached after the first run)")
+    elif world:
+        log(f"[demo] mini profile on the miniature world: training the adapter on its auxiliary categories "
+            f"{list(AUX_WORLD)} (cached after the first run); held-out categories {held_out}")
     else:
         log("[demo] real weights: using the training-free head (train an adapter on MVTec-AD or VisA with "
             "`python -m clipsam_lite train-adapter` for the APRIL-GAN head)")
-    adapter, cfg = choose_adapter(models, models.cfg, synthetic=True, log=log)
-    root = sample_root(signature=name == "tiny")
-    ds = load_dataset("mvtec", root, category=list(HELD_OUT_CATEGORIES), split="test")
+    if world:
+        adapter, cfg = choose_adapter(models, models.cfg, world_demo_adapter(models, models.cfg, log=log))
+        root = world_demo_root()
+    else:
+        adapter, cfg = choose_adapter(models, models.cfg, synthetic=True, log=log)
+        root = sample_root(signature=name == "tiny")
+    ds = load_dataset("mvtec", root, category=held_out, split="test")
     items = [ds[i] for i in range(len(ds))]
-    log(f"[demo] segmenting {len(items)} test images of the held-out categories {list(HELD_OUT_CATEGORIES)}")
+    log(f"[demo] segmenting {len(items)} test images of the held-out categories {held_out}")
     results = segment_batch([it.image for it in items], [object_name_for(it.category) for it in items],
                             models, cfg, adapter=adapter)
-    rows = score_results(results, [it.mask for it in items], [it.label for it in items])
+    regions = priors = None
+    if world:  # issue 13: the region-restricted AUROC and the prior-map baseline (same head, normal train images)
+        regions = [world_region_mask(it.path) for it in items]
+        train = load_dataset("mvtec", root, category=held_out, split="train")
+        normal = {c: anomaly_maps(models, [train.read(r).image for r in train.records if r.category == c],
+                                  object_name_for(c), cfg, adapter=adapter).maps for c in held_out}
+        priors = prior_maps_for([it.category for it in items], normal)
+    rows = score_results(results, [it.mask for it in items], [it.label for it in items], regions, priors)
 
     out.mkdir(parents=True, exist_ok=True)
     fig_dir = out / "figures"
@@ -190,11 +272,15 @@ def run_demo(profile: str | None, out: Path, log: Callable[[str], None] = print)
                                fig_dir / f"{it.category}_{it.defect_type}_{Path(it.path).stem}_stages.png")
     table = _table(rows)
     header = (f"Demo metrics (%), profile {name}{' - RANDOM backbones: mechanics only, not real detection' if name == 'tiny' else ''}; "
-              f"held-out synthetic categories {list(HELD_OUT_CATEGORIES)}, {len(items)} images at their own size; "
-              f"AUPRO: {AUPRO_DEFINITION}.")
+              f"held-out {'miniature-world' if world else 'synthetic'} categories {held_out}, {len(items)} images at "
+              f"their own size; AUPRO: {AUPRO_DEFINITION}."
+              + (f" region AUROC: AUROC over the pixels where a defect can occur; {PRIOR_ROW}: per category, the mean "
+                 "S_a of its normal training images (same head), the same map for every image."
+                 + (f" SAM {cfg.sam_model} has random weights: the final map's masks are mechanics only."
+                    if cfg.sam_model == "tiny" else "") if world else ""))
     (out / "metrics.md").write_text(header + "\n\n" + table + "\n")
     (out / "metrics.json").write_text(json.dumps({"profile": name, "random_backbones": models.random_weights,
-                                                  "categories": list(HELD_OUT_CATEGORIES), "n_images": len(items),
+                                                  "categories": held_out, "n_images": len(items),
                                                   "aupro_definition": AUPRO_DEFINITION, "metrics": rows},
                                                  indent=2) + "\n")
     log("")

@@ -72,7 +72,7 @@ METRIC_KEYS: tuple[str, ...] = PIXEL_KEYS + IMAGE_KEYS
 
 _HEADERS = {"pixel_auroc": "pixel AUROC", "pixel_ap": "pixel AP", "pixel_f1_max": "pixel F1-max",
             "pixel_aupro": "pixel AUPRO", "image_auroc": "image AUROC", "image_ap": "image AP",
-            "image_f1_max": "image F1-max"}
+            "image_f1_max": "image F1-max", "region_auroc": "region AUROC"}
 
 
 # --------------------------------------------------------------------------------------------------
@@ -486,8 +486,12 @@ def _fill_category(setup: EvalSetup, category: str, cache: Path, identity: dict[
     return folders, computed, cached, recomputed
 
 
-def _score_category(setup: EvalSetup, category: str, folders: list[Path]) -> tuple[dict[str, float], dict[str, float]]:
-    """(metrics of the final map, pixel metrics of S_a alone) for one category, from its cache entries."""
+def _score_category(setup: EvalSetup, category: str, folders: list[Path], world: bool = False
+                    ) -> tuple[dict[str, float], dict[str, float]]:
+    """(metrics of the final map, pixel metrics of S_a alone) for one category, from its cache entries.
+
+    On a world dataset (``world``) both also get the region-restricted AUROC (:mod:`clipsam_lite.world_eval`).
+    """
     ds = setup.dataset
     records = [ds.records[i] for i in setup.selection[category]]
     entries = [load_entry(f) for f in folders]
@@ -496,6 +500,12 @@ def _score_category(setup: EvalSetup, category: str, folders: list[Path]) -> tup
     labels = np.array([r.label for r in records], dtype=np.int64)
     final = _metrics([e.final_map for e in entries], masks, scores, labels)
     clip = _metrics([e.s_a for e in entries], masks, scores, labels, pixel_only=True)
+    if world:
+        from .world_eval import REGION_KEY, eval_region, region_score
+
+        regions = [eval_region(r, setup.resolution) for r in records]
+        final[REGION_KEY] = region_score([e.final_map for e in entries], masks, regions)
+        clip[REGION_KEY] = region_score([e.s_a for e in entries], masks, regions)
     return final, clip
 
 
@@ -523,6 +533,9 @@ def evaluate(dataset: str, root: str | os.PathLike[str], out: str | os.PathLike[
     cache = _open_cache(out, fresh)
     recover_published(out)  # a set of results a kill left half-published is completed first
     identity = run_identity(setup)
+    from .world_eval import is_world_root, prior_section, with_region_key
+
+    world = is_world_root(setup.dataset.root)
     per_cat: dict[str, dict[str, float]] = {}
     per_cat_clip: dict[str, dict[str, float]] = {}
     computed, cached, recomputed, entries = {}, {}, {}, {}
@@ -530,7 +543,7 @@ def evaluate(dataset: str, root: str | os.PathLike[str], out: str | os.PathLike[
         for cat in setup.selection:
             folders, n_new, n_old, n_re = _fill_category(setup, cat, cache, identity, progress, log)
             computed[cat], cached[cat], recomputed[cat], entries[cat] = n_new, n_old, n_re, folders
-            per_cat[cat], per_cat_clip[cat] = _score_category(setup, cat, folders)
+            per_cat[cat], per_cat_clip[cat] = _score_category(setup, cat, folders, world)
             extra = f" (+{n_re} cached image(s) forwarded again to keep their batch identical)" if n_re else ""
             say(f"[evaluate] {cat}: {len(folders)} images, {n_old} from cache, {n_new} computed{extra}; "
                 f"pixel AUROC {_pct(per_cat[cat]['pixel_auroc'])}, pixel AUPRO {_pct(per_cat[cat]['pixel_aupro'])}, "
@@ -538,10 +551,16 @@ def evaluate(dataset: str, root: str | os.PathLike[str], out: str | os.PathLike[
     results = {
         "protocol": _protocol(setup),
         "categories": per_cat,
-        "mean": _mean(list(per_cat.values()), METRIC_KEYS),
+        "mean": _mean(list(per_cat.values()), with_region_key(METRIC_KEYS, list(per_cat.values()))),
         "clip_map_only": {"description": "the same metrics of S_a alone (stage 0, no SAM) on the same images",
-                          "categories": per_cat_clip, "mean": _mean(list(per_cat_clip.values()), PIXEL_KEYS)},
+                          "categories": per_cat_clip,
+                          "mean": _mean(list(per_cat_clip.values()), with_region_key(PIXEL_KEYS, list(per_cat_clip.values())))},
     }
+    if world:  # issue 13: the prior-map baseline row beside every table on the miniature world
+        with _deterministic_torch():
+            prior = prior_section(setup)
+        prior["mean"] = _mean(list(prior["categories"].values()), with_region_key(PIXEL_KEYS, list(prior["categories"].values())))
+        results["prior_map"] = prior
     written = _write_results(results, out)
     seconds = time.perf_counter() - t0
     say("")
@@ -553,13 +572,27 @@ def evaluate(dataset: str, root: str | os.PathLike[str], out: str | os.PathLike[
 
 
 def _results_md(results: dict[str, Any]) -> str:
+    from .world_eval import with_region_key
+
     rows = {**results["categories"], "**mean**": results["mean"]}
     clip_rows = {**results["clip_map_only"]["categories"], "**mean**": results["clip_map_only"]["mean"]}
     lines = ["# Evaluation results", "", "Protocol:", *protocol_lines(results["protocol"]), "",
-             "Final map (values in %):", "", *_table(rows, METRIC_KEYS), "",
+             "Final map (values in %):", "", *_table(rows, with_region_key(METRIC_KEYS, list(rows.values()))), "",
              "CLIP map `S_a` alone (stage 0, no SAM) on the same images, for reference (%):", "",
-             *_table(clip_rows, PIXEL_KEYS), ""]
+             *_table(clip_rows, with_region_key(PIXEL_KEYS, list(clip_rows.values()))), ""]
+    prior = results.get("prior_map")
+    if prior:
+        prior_rows = {**prior["categories"], "**mean**": prior["mean"]}
+        lines += [f"Baseline, {prior['description']} (%); region AUROC = AUROC over the pixels where a defect can "
+                  "occur. A head is useful only where it beats this row:", "",
+                  *_table(prior_rows, with_region_key(PIXEL_KEYS, list(prior_rows.values()))), ""]
     return "\n".join(lines)
+
+
+def _csv_keys(results: dict[str, Any]) -> list[str]:
+    from .world_eval import with_region_key
+
+    return with_region_key(METRIC_KEYS, [results["mean"], *results["categories"].values()])
 
 
 def _write_results(results: dict[str, Any], out: Path) -> list[Path]:
@@ -568,7 +601,8 @@ def _write_results(results: dict[str, Any], out: Path) -> list[Path]:
 
     return publish_together({
         out / "results.json": json.dumps(_json_ready(results), indent=2, allow_nan=False) + "\n",
-        out / "results.csv": _csv_text({**results["categories"], "mean": results["mean"]}, METRIC_KEYS, "category"),
+        out / "results.csv": _csv_text({**results["categories"], "mean": results["mean"]},
+                                       _csv_keys(results), "category"),
         out / "results.md": _results_md(results),
     })
 

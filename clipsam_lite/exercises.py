@@ -190,6 +190,21 @@ def _image_score_mix(models: Any, cfg: Any, adapter: Any, item: Any) -> float:
     return float(r.image_scores[0])
 
 
+def _prior_beats_chance(rows: dict | None = None) -> tuple[bool, bool]:
+    """(prior > 0.5 on pixel AUROC, prior > 0.5 on region AUROC): notebook 01's table, or, without one
+    (profiles other than ``mini``), the silhouette prior (mean object mask of 4 normal images) on 12 world images."""
+    if rows is None:
+        from .synthetic import HELDOUT_CATEGORIES
+        from .world_course import prior_rows, world_items
+
+        test = world_items(HELDOUT_CATEGORIES, 3, "test", size=64)
+        normal = {c: [it.region.astype(np.float32) for it in world_items([c], 4, "train", size=64, n_defects=0)]
+                  for c in HELDOUT_CATEGORIES}
+        rows = {"prior (training_free)": prior_rows(test, [np.zeros((64, 64), np.float32)] * len(test), normal)["prior"]}
+    r = rows["prior (training_free)"]
+    return bool(r["pixel_auroc"] > 0.5), bool(r["region_auroc"] > 0.5)
+
+
 def _real_sam_frame() -> list[int]:
     from segment_anything.utils.transforms import ResizeLongestSide
 
@@ -449,6 +464,12 @@ EXERCISES: dict[str, Exercise] = {e.id: e for e in [
     _E("01.4", "a float (the image score)", _image_score_mix,
        "score = mix * global + (1 - mix) * max(S_a on the working grid).", "use global_scores and working_maps",
        tol=1e-4),
+    _E("01.5", "a pair (prior beats 0.5 on pixel AUROC, prior beats 0.5 on region AUROC)", _prior_beats_chance,
+       "The prior is the same map for every image: it only knows where defects can be (the object), so it ranks "
+       "defect pixels above the background's easy negatives (pixel AUROC well above 0.5) but, inside the region, "
+       "it has no idea which pixels are defective; whatever it keeps there (near 0.5, either side) is the small "
+       "bias of where defects land within the object.",
+       "a fixed map cannot follow this image's defect; which pixels does it still rank correctly?"),
     # 02: SAM features
     _E("02.1", "a triple (input height, input width, grid rows holding image)", lambda: _real_sam_frame(),
        "The longest side becomes 1024 (scale 1.6), 480 -> 768, and 768 / 16 = 48 grid rows hold image; "

@@ -503,7 +503,7 @@ def make_figures(out: str | Path, profile: str | None = None, dataset: str | Non
     if models is None:
         from .demo import choose_demo_profile
 
-        profile = choose_demo_profile(profile)  # asked for, else base if its weights are cached, else tiny
+        profile = choose_demo_profile(profile, offline="tiny")  # asked for, else base if cached, else tiny
     cfg = models.cfg if models is not None else get_config(profile)
     if overrides and not isinstance(overrides, dict):  # a typo fails before any model loads
         from .evaluate import parse_overrides

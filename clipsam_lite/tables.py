@@ -42,9 +42,10 @@ TABLE_CMAP = "Blues"
 METRIC_LABELS: dict[str, str] = {
     "pixel_auroc": "pixel AUROC", "pixel_ap": "pixel AP", "pixel_f1_max": "pixel F1-max",
     "pixel_aupro": "pixel AUPRO", "image_auroc": "image AUROC", "image_ap": "image AP",
-    "image_f1_max": "image F1-max",
+    "image_f1_max": "image F1-max", "region_auroc": "region AUROC",
 }
-"""Column headers of the tables (the keys of :data:`clipsam_lite.evaluate.METRIC_KEYS`)."""
+"""Column headers of the tables (the keys of :data:`clipsam_lite.evaluate.METRIC_KEYS`, and the world's
+``region_auroc``, :data:`clipsam_lite.world_eval.REGION_KEY`)."""
 
 
 
@@ -81,7 +82,7 @@ def _check_value(v: Any, where: str, path: Path) -> None:
 def _check_metrics(row: Any, where: str, path: Path) -> None:
     if not isinstance(row, dict):
         raise ValueError(f"{path}: {where} must be an object of metrics, found {type(row).__name__}.")
-    for k in METRIC_KEYS:
+    for k in (*METRIC_KEYS, "region_auroc"):
         if k in row:
             _check_value(row[k], f"{where}.{k}", path)
 
@@ -117,6 +118,13 @@ def load_results(path: str | Path) -> dict[str, Any]:
         for cat, row in clip.get("categories", {}).items():
             _check_metrics(row, f"clip_map_only.categories.{cat}", path)
         _check_metrics(clip.get("mean", {}), "clip_map_only.mean", path)
+    prior = data.get("prior_map")
+    if prior is not None:
+        if not isinstance(prior, dict) or not isinstance(prior.get("categories"), dict):
+            raise ValueError(f"{path}: 'prior_map' must be an object with 'categories' and 'mean'.")
+        for cat, row in prior["categories"].items():
+            _check_metrics(row, f"prior_map.categories.{cat}", path)
+        _check_metrics(prior.get("mean", {}), "prior_map.mean", path)
     data.setdefault("protocol", {})
     return data
 
@@ -142,7 +150,9 @@ def _pct(v: Any) -> str:
 
 
 def _keys_in(rows: Sequence[dict[str, Any]], keys: Sequence[str] = METRIC_KEYS) -> list[str]:
-    return [k for k in keys if any(k in r for r in rows)]
+    from .world_eval import with_region_key
+
+    return [k for k in with_region_key(keys, rows) if any(k in r for r in rows)]
 
 
 def _markdown_table(rows: dict[str, dict[str, Any]], keys: Sequence[str], first: str) -> str:
@@ -194,6 +204,11 @@ def results_markdown(results: dict[str, Any]) -> str:
         ck = _keys_in([clip.get("mean", {}), *clip.get("categories", {}).values()], PIXEL_KEYS)
         out += ["", "CLIP map `S_a` alone (stage 0, no SAM) on the same images (%):", "",
                 _markdown_table({**clip.get("categories", {}), "**mean**": clip.get("mean", {})}, ck, "category")]
+    prior = results.get("prior_map")
+    if prior:
+        rows = {**prior.get("categories", {}), "**mean**": prior.get("mean", {})}
+        out += ["", f"Baseline: {prior.get('description', 'prior map')} (%):", "",
+                _markdown_table(rows, _keys_in(list(rows.values()), PIXEL_KEYS), "category")]
     return "\n".join(out) + "\n"
 
 

@@ -43,6 +43,13 @@ def test_answers_that_need_a_config():
     assert ex.check("03.3", 0.7, s_a=np.array([[0.1, 0.8]], np.float32)) is False
 
 
+def test_prior_exercise_reads_the_notebook_table():
+    rows = {"prior (training_free)": {"pixel_auroc": 0.7, "region_auroc": 0.45}}
+    assert ex.check("01.5", (True, False), rows=rows) is True
+    rows["prior (training_free)"]["region_auroc"] = 0.55
+    assert ex.check("01.5", (True, False), rows=rows) is False
+
+
 def test_wrong_answer_gives_a_hint_not_the_solution(capsys):
     assert ex.check("07.1", 0.5) is False
     out = capsys.readouterr().out

@@ -11,6 +11,7 @@ reads them back with :func:`world_region_mask` for the region-restricted AUROC.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -126,4 +127,30 @@ def world_region_mask(image_path: str | os.PathLike[str], kind: str = "region") 
     return (m[..., 0] if m.ndim == 3 else m) > 127
 
 
-__all__ = ["make_world", "world_region_mask", "WORLD_MASKS"]
+DEMO_WORLD_PARAMS: dict = {"seed": 0, "image_size": 128, "n_train": 4, "n_test_good": 2, "n_test_per_defect": 1}
+"""The demo's world dataset: held-out categories only, 128 px (the ``mini`` profile's size), a few images each. [ours]"""
+
+
+def world_demo_root() -> Path:
+    """The ``mini`` demo's world dataset (held-out categories, :data:`DEMO_WORLD_PARAMS`), written once into the cache.
+
+    As :func:`~clipsam_lite.synthetic.sample_root` for the old sample: the folder name hashes the
+    parameters and the world's source files, so an edited generator never reuses a stale copy.
+    """
+    from ..paths import writable_cache_dir
+    from .world import HELDOUT_CATEGORIES
+
+    h = hashlib.sha256(json.dumps({**DEMO_WORLD_PARAMS, "categories": list(HELDOUT_CATEGORIES),
+                                   "version": WORLD_VERSION}, sort_keys=True).encode())
+    for name in ("world.py", "world_categories.py", "defects.py", "scenes.py", "captions.py", "world_writer.py"):
+        try:
+            h.update((Path(__file__).parent / name).read_bytes())
+        except OSError:  # e.g. imported from a zip: the version number alone must do
+            pass
+    final = writable_cache_dir() / f"world-demo-v{WORLD_VERSION}-{h.hexdigest()[:10]}"
+    if not (final / "meta.json").is_file():
+        make_world(final, list(HELDOUT_CATEGORIES), **DEMO_WORLD_PARAMS)
+    return final
+
+
+__all__ = ["make_world", "world_region_mask", "world_demo_root", "DEMO_WORLD_PARAMS", "WORLD_MASKS"]

@@ -1,0 +1,75 @@
+"""``clipsam_lite.world_course``: the miniature world's notebook helpers give known answers."""
+
+from __future__ import annotations
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import numpy as np
+import pytest
+
+from clipsam_lite import world_course as wc
+from clipsam_lite.datasets import Item
+from clipsam_lite.synthetic import FOLDS, WORLD
+
+
+def _item(mask, region, category="a"):
+    it = Item(image=np.zeros((*np.shape(mask), 3), np.uint8), mask=np.asarray(mask, bool), label=1,
+              category=category, defect_type="x", path="p")
+    it.region = np.asarray(region, bool)
+    return it
+
+
+def test_prior_rows_hand_computed():
+    # one image: defect at (0, 0), region = top row
+    it = _item([[1, 0], [0, 0]], [[1, 1], [0, 0]])
+    head = [np.array([[0.9, 0.1], [0.5, 0.5]], np.float32)]
+    normal = {"a": [np.array([[0.6, 0.6], [0, 0]], np.float32), np.array([[0.4, 0.8], [0, 0]], np.float32)]}
+    rows = wc.prior_rows([it], head, normal)  # prior = [[0.5, 0.7], [0, 0]]
+    assert rows["head"] == pytest.approx({"pixel_auroc": 1.0, "region_auroc": 1.0})
+    # prior: defect 0.5 vs negatives 0.7, 0, 0 -> 2/3; inside the region: 0.5 vs 0.7 -> 0
+    assert rows["prior"] == pytest.approx({"pixel_auroc": 2 / 3, "region_auroc": 0.0})
+
+
+def test_prior_rows_needs_normal_maps_of_every_category():
+    it = _item([[1, 0]], [[1, 1]], category="b")
+    with pytest.raises(ValueError, match="No normal training maps"):
+        wc.prior_rows([it], [np.zeros((1, 2), np.float32)], {"a": [np.zeros((1, 2), np.float32)]})
+
+
+def test_split_rows_follow_the_folds():
+    rows = wc.split_rows(0)
+    assert [r[0] for r in rows] == list(WORLD)
+    roles = {r[0]: r[3] for r in rows}
+    assert {c for c, r in roles.items() if r == "held-out"} == set(FOLDS[0])
+    assert {c for c, r in roles.items() if r == "pretraining + auxiliary"} == set(FOLDS[1])
+    assert wc.world_role("gear", 1) == "pretraining"
+    with pytest.raises(ValueError, match="Unknown world category"):
+        wc.world_role("teapot")
+
+
+def test_contact_sheet_shows_every_category_with_its_defects():
+    samples = wc.contact_samples(size=48)
+    assert [s.category for s in samples] == list(WORLD)
+    assert [len(s.defect_masks) for s in samples] == [k % 4 + 1 for k in range(len(WORLD))]
+    fig = wc.world_contact_sheet(samples)
+    titled = [ax.get_title() for ax in fig.axes if ax.get_title()]
+    assert len(titled) == 2 * len(WORLD) and "gear (held-out)" in titled
+    targets = wc._targets_rgb(samples[0])  # defect pixels in the first defect colour, background black
+    assert (targets[samples[0].defect_masks[-1]] > 0).any() and (targets[~samples[0].object_mask] == 0).all()
+
+
+def test_world_items_carry_region_and_truth():
+    items = wc.world_items(["gear", "weave"], 2, "test", size=48)
+    assert len(items) == 4 and all(it.region.shape == it.mask.shape for it in items)
+    assert all(not (it.mask & ~it.region).any() for it in items)
+    assert all(it.label == int(it.mask.any()) for it in items)
+    assert items[2].region.all()  # a texture: defects can occur anywhere
+
+
+def test_model_card_table_is_the_measured_one():
+    table = wc.model_card_table()
+    assert table.startswith("| fold | head") and table.count("\n") >= 10
+    with pytest.raises(ValueError, match="no section"):
+        wc.model_card_table("## Nothing")
