@@ -123,12 +123,12 @@ def pipeline_diagram() -> Any:
 def profile_label(fig: Any, profile: str) -> str:
     """Write which profile made a figure in its bottom-right corner (issue 14: every figure names it).
 
-    Random backbones (``tiny``) get the warning label of :func:`clipsam_lite.panels.tiny_caption`.
+    Random backbones (``tiny``) get the warning label of :func:`clipsam_lite.panels.offline_caption`.
     Returns the text written.
     """
-    from .panels import tiny_caption
+    from .panels import offline_caption
 
-    text = tiny_caption(profile) or f"{profile} profile"
+    text = offline_caption(profile) or f"{profile} profile"
     fig.text(0.995, 0.005, text, ha="right", va="bottom", fontsize=7, color="0.35")
     return text
 

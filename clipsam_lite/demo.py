@@ -217,7 +217,7 @@ def run_demo(profile: str | None, out: Path, log: Callable[[str], None] = print)
     from .datasets import load_dataset
     from .metrics import AUPRO_DEFINITION
     from .models import load_models
-    from .panels import save_figure, tiny_caption
+    from .panels import offline_caption, save_figure
     from .pipeline import segment_batch
     from .prior import prior_maps_for
     from .synthetic import AUX_CATEGORIES as AUX_WORLD
@@ -263,7 +263,7 @@ def run_demo(profile: str | None, out: Path, log: Callable[[str], None] = print)
     out.mkdir(parents=True, exist_ok=True)
     fig_dir = out / "figures"
     written: list[Path] = []
-    caption = tiny_caption(name)
+    caption = offline_caption(name)
     shown = [i for i, it in enumerate(items) if it.label == 1 and not results[i].is_normal][:3]
     for i in shown:
         it = items[i]

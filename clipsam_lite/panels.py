@@ -28,7 +28,7 @@ from matplotlib.figure import Figure
 __all__ = [
     "POS_COLOR", "NEG_COLOR", "BOX_COLOR", "MASK_COLOR", "GT_COLOR", "MAP_CMAP", "PLACEHOLDER_COLOR", "STYLE_PATH",
     "FIGURE_NAMES", "show_image", "show_map", "draw_points", "draw_box", "draw_mask_outline", "row_label",
-    "placeholder", "legend_handles", "tiny_caption", "figure_caption", "caption_title", "caption_suptitle",
+    "placeholder", "legend_handles", "offline_caption", "figure_caption", "caption_title", "caption_suptitle",
     "describe", "style", "save_figure", "save_png_pdf",
 ]
 
@@ -163,9 +163,16 @@ def legend_handles(secondary_ring: str | None = None) -> list[Any]:
 # Captions, style and deterministic files
 # --------------------------------------------------------------------------------------------------
 
-def tiny_caption(profile: str) -> str:
-    """The words every figure made with random backbones carries."""
-    return "tiny profile: RANDOM backbones, mechanics only" if profile == "tiny" else ""
+OFFLINE_CAPTIONS: dict[str, str] = {
+    "tiny": "tiny profile: RANDOM backbones, mechanics only",
+    "mini": "mini profile: models trained on a synthetic world",
+}
+
+
+def offline_caption(profile: str) -> str:
+    """The words every figure of an offline profile carries: random backbones (tiny), or models trained
+    on the synthetic world (mini); empty for the real profiles."""
+    return OFFLINE_CAPTIONS.get(profile, "")
 
 
 @contextmanager
@@ -176,8 +183,8 @@ def style():
 
 
 def figure_caption(profile: str, random_backbones: bool | None = None) -> str:
-    """The tiny label (:func:`tiny_caption`), also for other profiles run with random weights."""
-    caption = tiny_caption(profile)
+    """The offline label (:func:`offline_caption`), also for other profiles run with random weights."""
+    caption = offline_caption(profile)
     if not caption and random_backbones:
         caption = f"{profile} profile with RANDOM backbones: mechanics only"
     return caption

@@ -353,7 +353,7 @@ def write_outputs(result: Result, image: np.ndarray, cfg: Config, out: Path | st
 
     from PIL import Image
 
-    from .panels import save_figure, tiny_caption
+    from .panels import offline_caption, save_figure
     from .viz import result_figure, stage_figure
 
     out = Path(out)
@@ -366,7 +366,7 @@ def write_outputs(result: Result, image: np.ndarray, cfg: Config, out: Path | st
     for name, arr in (("anomaly_map.npy", result.s_a), ("final_map.npy", result.final_map)):
         np.save(out / name, np.asarray(arr, dtype=np.float32))
         written.append(out / name)
-    caption = tiny_caption(profile)
+    caption = offline_caption(profile)
     Image.fromarray(result.final_mask.astype(np.uint8) * 255).save(out / "mask.png")
     shown, shown_image = display_copy(result, image, cfg)
     n_stages = max((len(c.stages) for c in result.cascades), default=0)

@@ -15,10 +15,10 @@ from PIL import Image
 from clipsam_lite import figures as F
 from clipsam_lite import panels as P
 from clipsam_lite import tables as T
-from clipsam_lite.panels import tiny_caption
+from clipsam_lite.panels import offline_caption
 from clipsam_lite.synthetic import render_item
 
-TINY = tiny_caption("tiny")
+TINY = offline_caption("tiny")
 
 
 def _item(category: str, index: int, defect: str):
