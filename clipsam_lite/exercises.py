@@ -245,7 +245,7 @@ def _two_point_positives(cfg: Any) -> list[int]:
     two = np.zeros((64, 64), np.float32)
     two[10, 10], two[28, 34] = 0.9, 0.8
     c = cfg.replace(tau_mode="absolute", tau=0.5, k_pos=5, per_component=False, negative_strategy="none",
-                    min_component_area=1)
+                    min_component_area=1, length_unit="original", ppg_resolution="original")
     return [len(generate_prompts(two, c.replace(d_min=d)).positives) for d in (40.0, 30.0)]
 
 
