@@ -17,8 +17,15 @@ from .config import PROFILES, get_config, resolve_profile
 
 
 def _cmd_synth(args: argparse.Namespace) -> int:
-    from .synthetic import make_synthetic
+    from .synthetic import make_synthetic, make_world
 
+    if args.world or args.categories:
+        root = make_world(Path(args.out), args.categories, seed=args.seed, image_size=args.image_size,
+                          n_train=args.n_train, n_test_good=args.n_test_good, n_test_per_defect=args.n_test_per_defect)
+        n = sum(1 for _ in Path(root).rglob("*.png"))
+        print(f"Wrote the miniature world (seed {args.seed}, categories {args.categories or 'all'}) in the MVTec "
+              f"layout to {root}: {n} PNG files (object/region masks under <category>/world_masks/).")
+        return 0
     root = make_synthetic(Path(args.out), seed=args.seed, signature=args.signature,
                           image_size=args.image_size)
     n = sum(1 for _ in Path(root).rglob("*.png"))
@@ -154,6 +161,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--image-size", type=int, default=256)
     p.add_argument("--signature", action="store_true",
                    help="draw every defect in one fixed hue (the planted signal for random backbones)")
+    p.add_argument("--world", action="store_true", help="write the miniature world (issue 13) instead of the 4-category sample")
+    p.add_argument("--categories", nargs="+", default=None, help="world categories to write (implies --world)")
+    p.add_argument("--n-train", type=int, default=8, help="--world: normal training images per category")
+    p.add_argument("--n-test-good", type=int, default=4, help="--world: normal test images per category")
+    p.add_argument("--n-test-per-defect", type=int, default=3, help="--world: anomalous test images per defect type")
 
     p = sub.add_parser("segment", help="the method on one image: maps, masks, overlays and result.json")
     p.add_argument("image", help="an image file (any of PNG/JPEG/BMP/TIFF; grayscale, RGBA, 16-bit are converted)")
