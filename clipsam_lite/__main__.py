@@ -131,6 +131,15 @@ def _cmd_figures(args: argparse.Namespace) -> int:
     return figures_command(args)
 
 
+def _cmd_pretrain(args: argparse.Namespace) -> int:
+    if args.target == "sam":
+        from .pretrain.sam import pretrain_sam_command
+
+        pretrain_sam_command(args.out, args.steps, args.seed, threads=args.threads)
+        return 0
+    raise ValueError(f"Unknown pretraining target {args.target!r}.")
+
+
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "synth": _cmd_synth,
     "info": _cmd_info,
@@ -140,6 +149,7 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "evaluate": _cmd_evaluate,
     "ablate": _cmd_ablate,
     "figures": _cmd_figures,
+    "pretrain": _cmd_pretrain,
 }
 
 
@@ -234,6 +244,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--clip-checkpoint", default=None, help="a local open_clip checkpoint file (offline machines)")
     p.add_argument("--sam-checkpoint", default=None, help="a local SAM checkpoint file (offline machines)")
     p.add_argument("--out", default=None, help="output folder (default: the repository's figures/)")
+
+    p = sub.add_parser("pretrain", help="pretrain a mini-profile model on the synthetic world (resumable)")
+    p.add_argument("target", choices=("sam",), help="which model: sam (the mini-SAM)")
+    p.add_argument("--out", required=True, help="run folder: last.pt, metrics.jsonl, snapshots/ (resumes if present)")
+    p.add_argument("--steps", type=int, default=None, help="total training steps (default: the recipe's)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
 
     p = sub.add_parser("info", help="versions, device, profile, and where each weight file is cached")
     p.add_argument("--profile", choices=PROFILES, default=None)

@@ -88,6 +88,12 @@ SAM_ARCHS: dict[str, SamArch] = {
     # [ours] A small SAM for CI: same classes, 256 px input -> 16 x 16 embedding, 64 x 64 low-res logits.
     "tiny": SamArch(96, 2, 2, (1,), img_size=256, window_size=8, prompt_embed_dim=64,
                     decoder_mlp_dim=256, decoder_num_heads=4, iou_head_hidden_dim=64),
+    # [ours] The mini profile's SAM, pretrained on the synthetic world (clipsam_lite/weights/mini_sam/).
+    # Same numbers as tiny: measured on 2 shared cores, 16 x 16 cells cost ~0.5 CPU-s a training step
+    # against ~1.2 (24 x 24, 384 px) and ~2.1 (32 x 32, patch 8); the finer grids lift the low-res cap on
+    # cracks (0.26 -> 0.59 / 0.81) but leave 2-4 x fewer steps in a session's CPU budget.
+    "mini": SamArch(96, 2, 2, (1,), img_size=256, window_size=8, prompt_embed_dim=64,
+                    decoder_mlp_dim=256, decoder_num_heads=4, iou_head_hidden_dim=64),
 }
 
 # Official checkpoints of segment-anything (README of facebookresearch/segment-anything).

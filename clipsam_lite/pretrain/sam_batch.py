@@ -24,7 +24,7 @@ class PromptBatch:
     """Prompts for N targets, in SAM's input frame (pixels of the ``img_size`` square).
 
     ``coords`` ``(N, P, 2)`` float (x, y) and ``labels`` ``(N, P)`` long: 1 positive, 0 negative,
-    -1 padding ("not a point", as SamPredictor pads a box-less prompt). ``boxes`` ``(N, 4)`` float
+    -1 unused (prompts with fewer than P points). ``boxes`` ``(N, 4)`` float
     x0, y0, x1, y1 with ``has_box`` ``(N,)`` bool; ``mask_input`` ``(N, 1, m, m)`` low-res logits
     with ``has_mask`` ``(N,)`` bool. ``image_index`` ``(N,)`` long: which embedding row each prompt uses.
     """
@@ -38,35 +38,21 @@ class PromptBatch:
     image_index: torch.Tensor
 
 
-def _sparse_embeddings(sam: torch.nn.Module, b: PromptBatch) -> torch.Tensor:
-    """Points (+ box corners where ``has_box``) as SAM's prompt encoder embeds them; others padded.
-
-    Token order does not matter to the two-way transformer (no positional index over tokens), so a
-    prompt without a box gets two "not a point" tokens where the corners would be: the same set of
-    tokens SamPredictor builds, plus padding tokens.
-    """
+def _sparse_embeddings(sam: torch.nn.Module, coords: torch.Tensor, labels: torch.Tensor, boxes: torch.Tensor | None
+                       ) -> torch.Tensor:
+    """SAM's prompt encoder on a group of prompts with the same structure, exactly as SamPredictor calls it:
+    ``k`` points plus one padding point without a box, ``k`` points and the two corners with one."""
     pe = sam.prompt_encoder
-    size = pe.input_image_size
-    pts = pe.pe_layer.forward_with_coords(b.coords + 0.5, size)
-    not_a_point = pe.not_a_point_embed.weight.reshape(1, 1, -1)
-    lab = b.labels[..., None]
-    pts = torch.where(lab == -1, not_a_point, pts)
-    pts = pts + (lab == 0) * pe.point_embeddings[0].weight.reshape(1, 1, -1)
-    pts = pts + (lab == 1) * pe.point_embeddings[1].weight.reshape(1, 1, -1)
-    corners = pe.pe_layer.forward_with_coords(b.boxes.reshape(-1, 2, 2) + 0.5, size)
-    corners = corners + torch.stack([pe.point_embeddings[2].weight[0], pe.point_embeddings[3].weight[0]])[None]
-    corners = torch.where(b.has_box[:, None, None], corners, not_a_point.expand_as(corners))
-    return torch.cat([pts, corners], dim=1)
-
-
-def _dense_embeddings(sam: torch.nn.Module, b: PromptBatch, n: int) -> torch.Tensor:
-    pe = sam.prompt_encoder
-    h, w = pe.image_embedding_size
-    no_mask = pe.no_mask_embed.weight.reshape(1, -1, 1, 1).expand(n, -1, h, w)
-    if not bool(b.has_mask.any()):
-        return no_mask
-    masked = pe.mask_downscaling(b.mask_input)
-    return torch.where(b.has_mask[:, None, None, None], masked, no_mask)
+    parts = []
+    if boxes is None:
+        n = coords.shape[0]
+        coords = torch.cat([coords, torch.zeros(n, 1, 2)], dim=1)
+        labels = torch.cat([labels, -torch.ones(n, 1, dtype=labels.dtype)], dim=1)
+    if coords.shape[1]:
+        parts.append(pe._embed_points(coords, labels, pad=False))
+    if boxes is not None:
+        parts.append(pe._embed_boxes(boxes))
+    return torch.cat(parts, dim=1)
 
 
 def decode_batch(sam: torch.nn.Module, features: torch.Tensor, b: PromptBatch) -> tuple[torch.Tensor, torch.Tensor]:
@@ -74,24 +60,51 @@ def decode_batch(sam: torch.nn.Module, features: torch.Tensor, b: PromptBatch) -
 
     Output 0 is SAM's single-mask token (``multimask_output=False``), outputs 1-3 the multimask
     tokens. ``features`` is the encoder output ``(B, C, h, w)``; prompt i reads row ``image_index[i]``.
+    Prompts are decoded in groups of the same structure (number of points, box or not), so each sees
+    exactly the tokens SamPredictor would give it (the two-way transformer has no attention mask, so
+    padding tokens would change the answer).
     """
     dec = sam.mask_decoder
-    sparse = _sparse_embeddings(sam, b)
-    n = sparse.shape[0]
-    dense = _dense_embeddings(sam, b, n)
+    pe = sam.prompt_encoder
+    n_pts = (b.labels != -1).sum(dim=1)
+    keys = torch.stack([n_pts, b.has_box.long()], dim=1)
+    groups = torch.unique(keys, dim=0)
+    masks_out: torch.Tensor | None = None
+    iou_out: torch.Tensor | None = None
+    h, w = pe.image_embedding_size
+    pos = pe.get_dense_pe()
     out_tokens = torch.cat([dec.iou_token.weight, dec.mask_tokens.weight], dim=0)
-    tokens = torch.cat([out_tokens[None].expand(n, -1, -1), sparse], dim=1)
-    src = features[b.image_index] + dense
-    pos = sam.prompt_encoder.get_dense_pe().expand(n, -1, -1, -1)
-    _, c, h, w = src.shape
-    hs, src = dec.transformer(src, pos, tokens)
-    iou_out = hs[:, 0, :]
-    mask_out = hs[:, 1: 1 + dec.num_mask_tokens, :]
-    up = dec.output_upscaling(src.transpose(1, 2).reshape(n, c, h, w))
-    hyper = torch.stack([dec.output_hypernetworks_mlps[i](mask_out[:, i, :]) for i in range(dec.num_mask_tokens)], 1)
-    nb, cu, hu, wu = up.shape
-    masks = (hyper @ up.reshape(nb, cu, hu * wu)).reshape(nb, -1, hu, wu)
-    return masks, dec.iou_prediction_head(iou_out)
+    for key in groups:
+        k, has_box = int(key[0]), bool(key[1])
+        rows = torch.nonzero((keys == key).all(dim=1))[:, 0]
+        # points first (positives and negatives in their given order), as SamPredictor receives them
+        order = torch.argsort((b.labels[rows] == -1).long(), dim=1, stable=True)[:, :k]
+        coords = torch.gather(b.coords[rows], 1, order[..., None].expand(-1, -1, 2))
+        labels = torch.gather(b.labels[rows], 1, order)
+        sparse = _sparse_embeddings(sam, coords, labels, b.boxes[rows] if has_box else None)
+        n = len(rows)
+        if bool(b.has_mask[rows].all()):
+            dense = pe.mask_downscaling(b.mask_input[rows])
+        else:
+            dense = pe.no_mask_embed.weight.reshape(1, -1, 1, 1).expand(n, -1, h, w)
+            if bool(b.has_mask[rows].any()):
+                dense = torch.where(b.has_mask[rows][:, None, None, None], pe.mask_downscaling(b.mask_input[rows]), dense)
+        tokens = torch.cat([out_tokens[None].expand(n, -1, -1), sparse], dim=1)
+        src = features[b.image_index[rows]] + dense
+        c = src.shape[1]
+        hs, src = dec.transformer(src, pos.expand(n, -1, -1, -1), tokens)
+        mask_tok = hs[:, 1: 1 + dec.num_mask_tokens, :]
+        up = dec.output_upscaling(src.transpose(1, 2).reshape(n, c, h, w))
+        hyper = torch.stack([dec.output_hypernetworks_mlps[i](mask_tok[:, i, :]) for i in range(dec.num_mask_tokens)], 1)
+        nb, cu, hu, wu = up.shape
+        masks = (hyper @ up.reshape(nb, cu, hu * wu)).reshape(nb, -1, hu, wu)
+        ious = dec.iou_prediction_head(hs[:, 0, :])
+        if masks_out is None:
+            masks_out = masks.new_zeros((len(keys),) + masks.shape[1:])
+            iou_out = ious.new_zeros((len(keys),) + ious.shape[1:])
+        masks_out = masks_out.index_copy(0, rows, masks)
+        iou_out = iou_out.index_copy(0, rows, ious)
+    return masks_out, iou_out
 
 
 def iou_of(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
