@@ -38,6 +38,7 @@ __all__ = [
     "TINY_CLIP_NAME", "WeightsUnavailableError", "CorruptCheckpointError", "ChecksumMismatchError",
     "CheckpointMismatchError", "sam_checkpoint_path", "clip_weights_status", "ensure_sam_checkpoint",
     "default_device", "random_backbone_banner", "weights_report", "real_weights_cached", "tiny_clip_config",
+    "SHIPPED_SAM_WEIGHTS", "shipped_sam_path", "load_shipped_sam_state",
 ]
 
 TINY_CLIP_NAME = "clipsam-tiny-vit"
@@ -114,6 +115,42 @@ SAM_CHECKPOINTS: dict[str, dict[str, str]] = {
         "sha256": "ec2df62732614e57411cdcf32a23ffdf28910380d03139ee0f4fcbe91eb8c912",
     },
 }
+
+
+_WEIGHTS = Path(__file__).resolve().parent / "weights"
+
+SHIPPED_SAM_WEIGHTS: dict[str, dict[str, str]] = {
+    # [ours] trained by `python -m clipsam_lite pretrain sam` on the synthetic world; see MODEL_CARD.md beside it.
+    "mini": {"file": "mini_sam/mini_sam.safetensors",
+             "sha256": "0000000000000000000000000000000000000000000000000000000000000000"},
+}
+"""SAM weights that ship inside the package (safetensors, fp16), with their SHA-256."""
+
+
+def shipped_sam_path(arch: str) -> Path:
+    """Where the package keeps the shipped weights of ``arch`` (``mini``)."""
+    if arch not in SHIPPED_SAM_WEIGHTS:
+        raise ValueError(f"No shipped weights for SAM {arch!r}; shipped: {sorted(SHIPPED_SAM_WEIGHTS)}.")
+    return _WEIGHTS / SHIPPED_SAM_WEIGHTS[arch]["file"]
+
+
+def load_shipped_sam_state(arch: str, path: Path | None = None, expected_sha256: str | None = None
+                           ) -> dict[str, torch.Tensor]:
+    """The shipped state dict of ``arch`` as float32, after checking the file's SHA-256 (no network)."""
+    from safetensors.torch import load_file
+
+    path = Path(path) if path is not None else shipped_sam_path(arch)
+    expected = expected_sha256 or SHIPPED_SAM_WEIGHTS[arch]["sha256"]
+    if not path.is_file():
+        raise WeightsUnavailableError(
+            f"The shipped SAM {arch!r} weights {path} are missing: the package is incomplete. Reinstall it "
+            f"(pip install -e . from the repository keeps clipsam_lite/weights/), or use the 'tiny' profile.")
+    got = _sha256(path)
+    if got != expected:
+        raise ChecksumMismatchError(
+            f"The shipped SAM {arch!r} weights {path} have SHA-256 {got}, not {expected}: the file is damaged or "
+            f"was replaced. Restore it from the repository (git checkout -- {path.name}) or reinstall the package.")
+    return {k: v.float() for k, v in load_file(str(path)).items()}
 
 
 def build_sam(arch: str) -> torch.nn.Module:
@@ -281,6 +318,9 @@ def load_sam(arch: str, checkpoint: str | Path | None = None, *, random_weights:
     sam = build_sam(arch)
     if checkpoint is None and (random_weights or arch == "tiny"):
         return sam
+    if checkpoint is None and arch in SHIPPED_SAM_WEIGHTS:
+        sam.load_state_dict(load_shipped_sam_state(arch), strict=True)
+        return sam.eval()
     path = Path(checkpoint) if checkpoint is not None else ensure_sam_checkpoint(arch, cache, allow_download)
     state = _read_state_dict(path, f"SAM {arch}")
     try:
@@ -482,7 +522,11 @@ def weights_report(cfg: Config) -> list[dict[str, Any]]:
     else:
         rows.append({"what": f"CLIP {cfg.clip_model}", "file": "-", "where": "-", "cached": None,
                      "url": "random weights, built locally"})
-    if cfg.sam_model in SAM_CHECKPOINTS:
+    if cfg.sam_model in SHIPPED_SAM_WEIGHTS:
+        p = shipped_sam_path(cfg.sam_model)
+        rows.append({"what": f"SAM {cfg.sam_model}", "file": p.name, "where": str(p), "cached": p.is_file(),
+                     "url": "shipped in the package (trained on the synthetic world)"})
+    elif cfg.sam_model in SAM_CHECKPOINTS:
         p = sam_checkpoint_path(cfg.sam_model)
         rows.append({"what": f"SAM {cfg.sam_model}", "file": p.name, "where": str(p), "cached": p.is_file(),
                      "url": SAM_CHECKPOINTS[cfg.sam_model]["url"]})

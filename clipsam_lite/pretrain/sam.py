@@ -37,7 +37,7 @@ from ..synthetic.scenes import rng_for
 from .sam_batch import PromptBatch, assign_nested, decode_batch, mask_losses
 from .sam_data import Prompt, TrainScene, correction_point, first_prompt, own_box, training_scene
 
-__all__ = ["SamTrainConfig", "ScenePool", "train_sam", "pack_scene", "unpack_scene", "lr_at"]
+__all__ = ["SamTrainConfig", "ScenePool", "train_sam", "pack_scene", "unpack_scene", "lr_at", "export_sam_weights"]
 
 
 @dataclass
@@ -378,3 +378,16 @@ def pretrain_sam_command(out: str, steps: int | None, seed: int, threads: int = 
     if evaluate_every is not None:
         cfg.eval_every = evaluate_every
     return train_sam(out, cfg, threads=threads)
+
+
+def export_sam_weights(checkpoint: str | Path, out_file: str | Path) -> str:
+    """Write a checkpoint's (or snapshot's) model as fp16 safetensors; returns the file's SHA-256."""
+    from safetensors.torch import save_file
+
+    from ..models import _sha256
+
+    state = torch.load(checkpoint, map_location="cpu", weights_only=False)["model"]
+    out_file = Path(out_file)
+    out_file.parent.mkdir(parents=True, exist_ok=True)
+    save_file({k: v.detach().to(torch.float16).contiguous() for k, v in state.items()}, str(out_file))
+    return _sha256(out_file)

@@ -82,25 +82,36 @@ def world_categories() -> tuple[tuple[str, ...], tuple[str, ...]]:
 
 
 def world_scene(category: str, index: int, *, seed: int = 0, split: str = "train", n_defects: int | None = None,
-                min_area: int = 6) -> TrainScene:
+                min_area: int = 6, size: int = 256, render_size: int | None = None) -> TrainScene:
     """A world image as targets: each visible defect (parent: the object), and the object itself.
 
-    Defects smaller than ``min_area`` pixels are dropped. The object is a target for object
-    categories; for textures the whole image plays the object's part (a parent, never prompted alone).
+    Defects smaller than ``min_area`` pixels (at ``render_size``) are dropped. The object is a target
+    for object categories; for textures the whole image plays the object's part (a parent, never
+    prompted alone). ``render_size < size``: rendered small and brought to ``size`` the way SAM's
+    ``ResizeLongestSide`` does (the mini profile runs on 128 px images), masks by nearest neighbour.
     """
     from ..synthetic.world import WORLD
 
-    s = world_render()(category, index, seed=seed, split=split,
+    rs = render_size or size
+    s = world_render()(category, index, seed=seed, split=split, size=rs,
                        n_defects=int(np.random.default_rng(index).integers(2, 5)) if n_defects is None else n_defects)
-    obj = np.asarray(s.object_mask, bool)
+    image = np.asarray(s.image)
+    masks = [np.asarray(s.object_mask, bool)] + [np.asarray(m, bool) for m in s.defect_masks]
+    keep = [True] + [m.sum() >= min_area for m in masks[1:]]
+    if rs != size:
+        from segment_anything.utils.transforms import ResizeLongestSide
+
+        image = ResizeLongestSide(size).apply_image(image)
+        idx = (np.arange(size) * rs) // size
+        masks = [m[idx][:, idx] for m in masks]
+    obj = masks[0]
     targets, parents, kinds = [obj], [-1], ["object" if WORLD[category].kind == "object" else "surface"]
-    for m in s.defect_masks:
-        m = np.asarray(m, bool)
-        if m.sum() >= min_area:
+    for m, k in zip(masks[1:], keep[1:], strict=True):
+        if k:
             targets.append(m)
             parents.append(0)
             kinds.append("defect")
-    return TrainScene(np.asarray(s.image), targets, parents, kinds, source=f"world:{category}")
+    return TrainScene(image, targets, parents, kinds, source=f"world:{category}")
 
 
 def shapes_scene(index: int, *, seed: int = 0, split: str = "train", families: tuple[str, ...] = TRAIN_FAMILIES
@@ -112,13 +123,16 @@ def shapes_scene(index: int, *, seed: int = 0, split: str = "train", families: t
 
 def training_scene(step: int, slot: int, seed: int, world_share: float = 0.5) -> TrainScene:
     """The scene of batch slot ``slot`` at training step ``step`` (deterministic, so a resumed run
-    sees the same data): a world scene of a pretraining category with probability ``world_share``,
-    else a dead-leaves scene [ours: 50/50]."""
+    sees the same data): a world scene of a pretraining category with probability ``world_share``
+    (35 % of them rendered at 128 px and upsampled, as the mini profile's images reach SAM), else a
+    dead-leaves scene [ours: 50/50]."""
     rng = rng_for(seed, "scene-choice", step, slot)
     index = step * 64 + slot
     if rng.random() < world_share:
         train, _ = world_categories()
-        return world_scene(train[int(rng.integers(len(train)))], index, seed=seed, split="train")
+        small = rng.random() < 0.35  # [ours] the mini profile's 128 px images, upsampled as SAM does
+        return world_scene(train[int(rng.integers(len(train)))], index, seed=seed, split="train",
+                           render_size=128 if small else None)
     return shapes_scene(index, seed=seed)
 
 
