@@ -64,6 +64,7 @@ class SamTrainConfig:
     own_box_prob: float = 0.5
     checkpoint_every: int = 50
     eval_every: int = 250
+    log_every: int = 25
     eval_images: int = 8
     extra: dict = field(default_factory=dict)
 
@@ -316,7 +317,7 @@ def train_sam(out: str | Path, cfg: SamTrainConfig, *, log=print, evaluate=None,
     sam.train()
     pool = ScenePool(cfg)
     metrics = open(out / "metrics.jsonl", "a")
-    t_block, cpu_block_start = time.process_time(), cpu
+    step_start, cpu_start = step, cpu
     last_loss: list[float] = []
     bar = tqdm(total=cfg.steps, initial=step, desc="pretrain sam", mininterval=10)
     try:
@@ -334,13 +335,12 @@ def train_sam(out: str | Path, cfg: SamTrainConfig, *, log=print, evaluate=None,
             bar.update(1)
             bar.set_postfix(loss=f"{np.mean(last_loss[-50:]):.3f}", cpu_min=f"{cpu / 60:.1f}")
             if step % 1000 == 0:
-                log(f"step {step}: {cpu - cpu_block_start:.0f} CPU-s for the last "
-                    f"{1000 if cpu_block_start else step} steps")
-                cpu_block_start = cpu
+                log(f"step {step}: {1000 * (cpu - cpu_start) / (step - step_start):.0f} CPU-s per 1,000 steps "
+                    f"(since step {step_start}), {cpu / 60:.1f} CPU-minutes in all")
             row = None
-            if step % 25 == 0:
+            if step % cfg.log_every == 0:
                 row = {"step": step, "cpu_s": round(cpu, 1), "wall": time.strftime("%H:%M:%S"), "lr": lr_at(step, cfg),
-                       "loss": float(np.mean(last_loss[-25:])), "iou_first": stats["iou_first"],
+                       "loss": float(np.mean(last_loss[-cfg.log_every:])), "iou_first": stats["iou_first"],
                        "iou_last": stats["iou_last"]}
             if step % cfg.eval_every == 0 or step == cfg.steps:  # a snapshot per point of the curve
                 (out / "snapshots").mkdir(exist_ok=True)

@@ -18,7 +18,6 @@ defects, ``split="test"`` (images never trained on), of the pretraining categori
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -40,15 +39,18 @@ class EvalScene:
     kind: str
 
 
-def eval_scenes(categories: tuple[str, ...], n_per_category: int, *, seed: int = 1, min_area: int = 12) -> list[EvalScene]:
-    """``n_per_category`` test-split world images per category with 2-4 defects (each >= ``min_area`` px)."""
+def eval_scenes(categories: tuple[str, ...], n_per_category: int, *, seed: int = 1, min_area: int = 12,
+                size: int = 256) -> list[EvalScene]:
+    """``n_per_category`` test-split world images per category with 2-4 defects (each >= ``min_area`` px
+    at 256 px, scaled with ``size``), ``size x size``."""
+    min_area = max(4, int(round(min_area * (size / 256) ** 2)))
     from ..synthetic.world import WORLD, render_world
 
     out = []
     for c in categories:
         for i in range(n_per_category):
             n = 2 + (i % 3)
-            s = render_world(c, 10_000 + i, seed=seed, split="test", n_defects=n)
+            s = render_world(c, 10_000 + i, seed=seed, split="test", n_defects=n, size=size)
             defects = [np.asarray(m, bool) for m in s.defect_masks if np.asarray(m).sum() >= min_area]
             if len(defects) >= 2:
                 out.append(EvalScene(np.asarray(s.image), np.asarray(s.object_mask, bool), defects, c, WORLD[c].kind))
@@ -225,11 +227,11 @@ def cascade_stages(sam: torch.nn.Module, scenes: list[EvalScene], cfg, maps: lis
 
 
 def quick_targets(sam: torch.nn.Module, categories: tuple[str, ...], n_per_category: int = 2, cfg=None,
-                  log: Callable[[str], None] | None = None) -> dict[str, float]:
+                  size: int = 256) -> dict[str, float]:
     """The targets on a small set (for the training curve): follows-prompt, box, ambiguity, cascade."""
     from ..config import get_config
 
-    scenes = eval_scenes(categories, n_per_category)
+    scenes = eval_scenes(categories, n_per_category, size=size)
     out = follows_prompt(sam, scenes) | {f"amb_{k}": v for k, v in ambiguity(sam, scenes).items()}
     out |= cascade_stages(sam, scenes, cfg or get_config("tiny"))
     return {k: round(float(v), 4) for k, v in out.items()}
