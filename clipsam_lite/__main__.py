@@ -132,12 +132,19 @@ def _cmd_figures(args: argparse.Namespace) -> int:
 
 
 def _cmd_pretrain(args: argparse.Namespace) -> int:
+    if args.target == "clip":
+        from .pretrain.clip import PretrainConfig, pretrain_clip
+
+        cfg = PretrainConfig(steps=300 if args.steps is None else args.steps, seed=args.seed, fold=args.fold,
+                             categories=tuple(args.categories or ()), batch_size=args.batch_size)
+        pretrain_clip(Path(args.out), cfg, progress=not args.no_progress)
+        return 0
     if args.target == "sam":
         from .pretrain.sam import pretrain_sam_command
 
         pretrain_sam_command(args.out, args.steps, args.seed, threads=args.threads)
         return 0
-    raise ValueError(f"Unknown pretraining target {args.target!r}.")
+    raise ValueError(f"pretrain: unknown target {args.target!r}; this version can pretrain: clip, sam.")
 
 
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
@@ -176,6 +183,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--n-train", type=int, default=8, help="--world: normal training images per category")
     p.add_argument("--n-test-good", type=int, default=4, help="--world: normal test images per category")
     p.add_argument("--n-test-per-defect", type=int, default=3, help="--world: anomalous test images per defect type")
+
+    p = sub.add_parser("pretrain", help="pretrain a mini backbone on the miniature world (resumable; prints CPU time)")
+    p.add_argument("target", choices=("clip", "sam"), help="which backbone: clip (mini-CLIP) or sam (mini-SAM)")
+    p.add_argument("--out", required=True, help="folder for checkpoints (last.pt) and the curve (resumes if present)")
+    p.add_argument("--steps", type=int, default=None, help="total training steps (default: clip 300, sam the recipe's)")
+    p.add_argument("--threads", type=int, default=1, help="sam: torch threads (default 1)")
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--fold", type=int, default=0, help="held-out fold (0: the shipped split); its categories are never trained on")
+    p.add_argument("--categories", nargs="+", default=None, help="pretraining categories (default: all but the fold's)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
     p = sub.add_parser("segment", help="the method on one image: maps, masks, overlays and result.json")
     p.add_argument("image", help="an image file (any of PNG/JPEG/BMP/TIFF; grayscale, RGBA, 16-bit are converted)")
@@ -244,13 +262,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--clip-checkpoint", default=None, help="a local open_clip checkpoint file (offline machines)")
     p.add_argument("--sam-checkpoint", default=None, help="a local SAM checkpoint file (offline machines)")
     p.add_argument("--out", default=None, help="output folder (default: the repository's figures/)")
-
-    p = sub.add_parser("pretrain", help="pretrain a mini-profile model on the synthetic world (resumable)")
-    p.add_argument("target", choices=("sam",), help="which model: sam (the mini-SAM)")
-    p.add_argument("--out", required=True, help="run folder: last.pt, metrics.jsonl, snapshots/ (resumes if present)")
-    p.add_argument("--steps", type=int, default=None, help="total training steps (default: the recipe's)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
 
     p = sub.add_parser("info", help="versions, device, profile, and where each weight file is cached")
     p.add_argument("--profile", choices=PROFILES, default=None)

@@ -5,8 +5,8 @@ where the paper is silent). Every [ours] choice is a field here, with its altern
 notebook can ablate it and a reader with the PDF can switch to the paper's exact choice.
 
 Profiles (DESIGN.md): ``paper`` (ViT-L-14-336 at 518 px + SAM vit_h), ``base`` (ViT-B-16 + SAM
-vit_b, for Colab's free GPU) and ``tiny`` (random backbones of the real architectures, for CI and
-offline use). ``CLIPSAM_PROFILE`` picks the profile when none is given.
+vit_b, for Colab's free GPU), ``tiny`` (random backbones of the real architectures, for CI and
+offline use) and ``mini`` (the miniature world's pretrained mini-CLIP shipped in the package, issue 13). ``CLIPSAM_PROFILE`` picks the profile when none is given.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import os
 from dataclasses import dataclass, fields
 from typing import Any
 
-PROFILES: tuple[str, ...] = ("paper", "base", "tiny")
+PROFILES: tuple[str, ...] = ("paper", "base", "tiny", "mini")
 PROFILE_ENV = "CLIPSAM_PROFILE"
 DEFAULT_PROFILE = "base"
 
@@ -186,6 +186,12 @@ _PRESETS: dict[str, dict[str, Any]] = {
         clip_model="clipsam-tiny-vit", clip_pretrained=None, clip_image_size=224,
         clip_layers=(1, 2, 3, 4), sam_model="tiny", d_min=24.0, ring_radius=12, box_margin=6,
         smoothing_sigma=2.0, resolution=256, batch_size=8,
+    ),
+    # mini: the shipped mini-CLIP (128 px, patch 8 -> 16 x 16 grid, 4 blocks) on 128 px world images [ours]
+    "mini": dict(
+        clip_model="clipsam-mini-vit", clip_pretrained="shipped", clip_image_size=128,
+        clip_layers=(1, 2, 3, 4), sam_model="tiny", d_min=16.0, ring_radius=8, box_margin=4,
+        smoothing_sigma=2.0, resolution=128, batch_size=16, min_component_area=8,
     ),
 }
 

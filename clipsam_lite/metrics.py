@@ -88,6 +88,7 @@ __all__ = [
     "pixel_ap",
     "pixel_auroc",
     "pixel_metrics",
+    "region_auroc",
 ]
 
 AUPRO_DEFINITION = (
@@ -578,3 +579,29 @@ def image_metrics(
     """
     c = _curve(_split(_vector_pair(scores, labels), regions=False))
     return _collect({"auroc": _auroc, "ap": _ap, "f1_max": _f1_max}, c, on_undefined)
+
+
+def region_auroc(scores: Maps, masks: Maps, regions: Maps) -> float:
+    """Pixel AUROC over the pixels inside ``regions`` only (where a defect can physically occur) [ours].
+
+    A fixed prior (a foreground silhouette, a "defects are in the centre" blob) scores high on all-pixel
+    AUROC because background pixels are easy negatives; restricted to the region where defects occur,
+    such a prior is near chance (issue 13). ``regions`` are bool maps of the same shapes as ``masks``;
+    every defect pixel must lie inside its region. Raises :class:`UndefinedMetricError` when the regions
+    hold no anomalous or no normal pixel.
+    """
+    pairs = _pair_up(scores, masks)
+    r_items = _as_items(regions, "region")
+    if len(r_items) != len(pairs):
+        raise ValueError(f"got {len(pairs)} score maps but {len(r_items)} regions; pass one region per image")
+    flat_s, flat_m = [], []
+    for i, ((s, m), r) in enumerate(zip(pairs, r_items, strict=True)):
+        if r.shape != m.shape:
+            raise ValueError(f"region {i} has shape {r.shape} but its mask has shape {m.shape}; resize one to the other")
+        r = _as_bool(r, i, "region", "regions are bool maps (True = a defect can occur here)")
+        if (m & ~r).any():
+            raise ValueError(f"mask {i} has {int((m & ~r).sum())} defect pixels outside its region; the region must "
+                             "contain every place a defect can occur (e.g. the object mask, or all True for textures)")
+        flat_s.append(s[r][None, :])
+        flat_m.append(m[r][None, :])
+    return pixel_auroc(flat_s, flat_m)

@@ -1,10 +1,12 @@
-"""Loading CLIP (open_clip) and SAM (segment_anything) for the three profiles.
+"""Loading CLIP (open_clip) and SAM (segment_anything) for the four profiles.
 
 - ``paper``: open_clip ``ViT-L-14-336-quickgelu`` / ``openai`` at 518 px + SAM ``vit_h``.
 - ``base``:  open_clip ``ViT-B-16-quickgelu`` / ``openai`` + SAM ``vit_b``.
 - ``tiny``:  a small open_clip config registered through open_clip's own config mechanism and a small
   SAM assembled from ``segment_anything.modeling``: real classes of both libraries with **random
   weights**, built in about a second on CPU, never touching the network.
+- ``mini``:  mini-CLIP pretrained on the miniature world, shipped inside the package
+  (:mod:`clipsam_lite.mini_clip`), and the ``tiny`` SAM with random weights until mini-SAM ships.
 
 Real weights: open_clip weights come through the Hugging Face cache (open_clip's own download);
 SAM checkpoints from their official URLs into ``$CLIPSAM_CACHE/sam`` (default
@@ -339,11 +341,18 @@ def load_sam(arch: str, checkpoint: str | Path | None = None, *, random_weights:
 # CLIP
 # --------------------------------------------------------------------------------------------------
 
-def _register_tiny_clip() -> None:
+def register_model_configs() -> None:
+    """Register the package's open_clip architectures (``assets/model_configs/*.json``: tiny, mini) with
+    open_clip's own config mechanism, so ``open_clip.create_model(name)`` builds them."""
     import open_clip
 
-    if TINY_CLIP_NAME not in open_clip.list_models():
-        open_clip.add_model_config(_ASSETS / "model_configs" / f"{TINY_CLIP_NAME}.json")
+    known = set(open_clip.list_models())
+    for path in sorted((_ASSETS / "model_configs").glob("*.json")):
+        if path.stem not in known:
+            open_clip.add_model_config(path)
+
+
+_register_tiny_clip = register_model_configs
 
 
 def _hf_source(name: str, tag: str) -> tuple[dict[str, Any], str, list[str]]:
@@ -426,6 +435,10 @@ def load_clip(cfg: Config, checkpoint: str | Path | None = None, *, random_weigh
     import open_clip
 
     _register_tiny_clip()
+    if cfg.clip_pretrained == "shipped" and not random_weights:  # the mini profile: weights inside the package
+        from .mini_clip import load_mini_clip
+
+        return load_mini_clip(checkpoint, device)
     if cfg.clip_model not in open_clip.list_models():
         raise ValueError(f"Unknown open_clip model {cfg.clip_model!r}; see open_clip.list_models().")
     pretrained: str | None = None
@@ -481,6 +494,9 @@ class Models:
 
 def random_backbone_banner(cfg: Config) -> str:
     """The loud warning shown wherever random backbones produce an output."""
+    if cfg.clip_pretrained == "shipped":
+        return (f"*** RANDOM SAM (profile {cfg.profile!r}): CLIP {cfg.clip_model} is pretrained on the miniature world, "
+                f"but SAM {cfg.sam_model} has random weights until mini-SAM ships: its masks are meaningless. ***")
     return (f"*** RANDOM BACKBONES (profile {cfg.profile!r}): CLIP {cfg.clip_model} and SAM {cfg.sam_model} have "
             f"random weights. Outputs show the pipeline's mechanics, not real anomaly detection. ***")
 
@@ -507,7 +523,7 @@ def load_models(profile: str | Config | None = None, *, clip_checkpoint: str | P
         clip, tokenizer, preprocess = load_clip(cfg, clip_checkpoint, random_weights=random,
                                                 allow_download=allow_download, device=dev)
         sam = load_sam(cfg.sam_model, sam_checkpoint, random_weights=random, allow_download=allow_download)
-    random_used = (random and clip_checkpoint is None) or (random and sam_checkpoint is None)
+    random_used = (random and clip_checkpoint is None) or ((random or cfg.sam_model == "tiny") and sam_checkpoint is None)
     return Models(cfg=cfg, clip=clip, tokenizer=tokenizer, preprocess=preprocess, sam=sam.to(dev),
                   device=dev, random_weights=bool(random_used))
 
@@ -515,7 +531,13 @@ def load_models(profile: str | Config | None = None, *, clip_checkpoint: str | P
 def weights_report(cfg: Config) -> list[dict[str, Any]]:
     """For ``info``: each weight file the profile needs, where it is or would be cached, and whether it is there."""
     rows: list[dict[str, Any]] = []
-    if cfg.clip_pretrained:
+    if cfg.clip_pretrained == "shipped":
+        from .mini_clip import WEIGHTS_DIR, WEIGHTS_FILE
+
+        p = WEIGHTS_DIR / WEIGHTS_FILE
+        rows.append({"what": f"CLIP {cfg.clip_model} (shipped)", "file": p.name, "where": str(p), "cached": p.is_file(),
+                     "url": "inside the package"})
+    elif cfg.clip_pretrained:
         s = clip_weights_status(cfg.clip_model, cfg.clip_pretrained)
         rows.append({"what": f"CLIP {cfg.clip_model}/{cfg.clip_pretrained}", "file": " or ".join(s["files"]),
                      "where": s["path"] or s["cache"], "cached": bool(s["path"]), "url": s["url"]})

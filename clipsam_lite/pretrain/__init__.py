@@ -1,6 +1,7 @@
-"""Pretraining the mini profile's models on the synthetic world. [ours]
+"""Pretraining the ``mini`` profile's backbones on the miniature world (issue 13 and issue 15). [ours]
 
-Taught in notebook 00 (section "The mini profile"). ``python -m clipsam_lite pretrain sam --out DIR``
-trains the mini-SAM (:mod:`.sam`); the data it sees comes from :mod:`.sam_data`, its batched decoder
-and losses from :mod:`.sam_batch`.
+Taught in notebook 00 (section "The mini profile"). :mod:`.clip` pretrains mini-CLIP
+(``python -m clipsam_lite pretrain clip``); :mod:`.sam` pretrains the mini-SAM
+(``python -m clipsam_lite pretrain sam --out DIR``) on the scenes and prompts of :mod:`.sam_data`,
+with the batched decoder and losses of :mod:`.sam_batch`, and :mod:`.sam_eval` measures its targets.
 """
