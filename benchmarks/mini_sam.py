@@ -135,8 +135,15 @@ def main() -> None:
     if args.curve:
         from clipsam_lite.pretrain.sam_eval import quick_targets
 
+        done_file = Path(args.curve, "curve_targets.jsonl")
+        done = {json.loads(x)["step"]: json.loads(x) for x in done_file.read_text().splitlines()} \
+            if done_file.is_file() else {}
         for snap in sorted(Path(args.curve, "snapshots").glob("step*.pt")):
             st = torch.load(snap, map_location="cpu", weights_only=False)
+            if st["step"] in done:  # evaluated by an earlier call (the curve grows while training runs)
+                print(json.dumps(done[st["step"]]))
+                results[snap.name] = done[st["step"]]
+                continue
             sam = _load(str(snap))
             row = {"step": st["step"], "cpu_min": round(st["cpu_seconds"] / 60, 1)}
             for name, cats in (("seen", seen), ("heldout", held)):
@@ -147,6 +154,8 @@ def main() -> None:
                                                       "stage2_iou", "stage3_iou")}
             print(json.dumps(row), flush=True)
             results[snap.name] = row
+            with open(done_file, "a") as f:
+                f.write(json.dumps(row) + "\n")
     else:
         sam = _load(args.weights)
         for size in args.sizes:

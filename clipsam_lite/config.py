@@ -187,10 +187,12 @@ _PRESETS: dict[str, dict[str, Any]] = {
         clip_layers=(1, 2, 3, 4), sam_model="tiny", d_min=24.0, ring_radius=12, box_margin=6,
         smoothing_sigma=2.0, resolution=256, batch_size=8,
     ),
-    # mini: the shipped mini-CLIP (128 px, patch 8 -> 16 x 16 grid, 4 blocks) on 128 px world images [ours]
+    # mini: the shipped mini-CLIP (128 px, patch 8 -> 16 x 16 grid, 4 blocks) on 128 px world images and the
+    # shipped mini-SAM (256 px input, 16 x 16 cells of 16 px = 8 px of a 128 px image): d_min = 2 cells,
+    # ring_radius = box_margin = 1 cell or less, so prompts land in distinct cells [ours]
     "mini": dict(
         clip_model="clipsam-mini-vit", clip_pretrained="shipped", clip_image_size=128,
-        clip_layers=(1, 2, 3, 4), sam_model="tiny", d_min=16.0, ring_radius=8, box_margin=4,
+        clip_layers=(1, 2, 3, 4), sam_model="mini", d_min=16.0, ring_radius=8, box_margin=4,
         smoothing_sigma=2.0, resolution=128, batch_size=16, min_component_area=8,
     ),
 }

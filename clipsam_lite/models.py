@@ -5,8 +5,8 @@
 - ``tiny``:  a small open_clip config registered through open_clip's own config mechanism and a small
   SAM assembled from ``segment_anything.modeling``: real classes of both libraries with **random
   weights**, built in about a second on CPU, never touching the network.
-- ``mini``:  mini-CLIP pretrained on the miniature world, shipped inside the package
-  (:mod:`clipsam_lite.mini_clip`), and the ``tiny`` SAM with random weights until mini-SAM ships.
+- ``mini``:  mini-CLIP and mini-SAM (the ``mini`` SAM architecture), both pretrained on the miniature
+  world and shipped inside the package (:mod:`clipsam_lite.mini_clip`, ``weights/mini_sam/``).
 
 Real weights: open_clip weights come through the Hugging Face cache (open_clip's own download);
 SAM checkpoints from their official URLs into ``$CLIPSAM_CACHE/sam`` (default
@@ -124,7 +124,7 @@ _WEIGHTS = Path(__file__).resolve().parent / "weights"
 SHIPPED_SAM_WEIGHTS: dict[str, dict[str, str]] = {
     # [ours] trained by `python -m clipsam_lite pretrain sam` on the synthetic world; see MODEL_CARD.md beside it.
     "mini": {"file": "mini_sam/mini_sam.safetensors",
-             "sha256": "0000000000000000000000000000000000000000000000000000000000000000"},
+             "sha256": "7e6957d90bfa330b313dcc8a223a640d108fb6a522fe1c67c4e2e182cb79fa2b"},
 }
 """SAM weights that ship inside the package (safetensors, fp16), with their SHA-256."""
 
