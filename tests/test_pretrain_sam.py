@@ -213,3 +213,17 @@ def test_scene_pool_is_deterministic_and_reuses_recent_scenes():
         scenes = a.batch(step)
         assert [int(s.image[0, 0, 0]) for s in scenes] == [(k // 64) * 64 + k % 64 for k in ids]
     assert len(calls) == len(set(calls))  # each scene rendered once
+
+
+def test_cli_refuses_bad_steps_before_any_work(tmp_path, capsys):
+    from clipsam_lite.__main__ import main
+
+    assert main(["pretrain", "sam", "--out", str(tmp_path / "run"), "--steps", "0"]) == 2
+    assert "--steps must be >= 1" in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()
+
+
+def test_resuming_with_another_architecture_is_refused(tmp_path):
+    torch.save({"config": {"arch": "tiny"}}, tmp_path / "last.pt")
+    with pytest.raises(ValueError, match="trained with arch 'tiny'"):
+        train_sam(tmp_path, SamTrainConfig(arch="mini", steps=1), log=lambda *_: None)
