@@ -126,3 +126,12 @@ def test_make_world_writes_the_mvtec_layout_with_region_masks(tmp_path) -> None:
     obj = world_region_mask(item.path, "object")
     assert region is not None and obj is not None and region.shape == (64, 64)
     assert item.mask is not None and not (item.mask & ~obj).any() and obj.sum() < 64 * 64
+
+
+def test_synth_cli_writes_world_categories(tmp_path) -> None:
+    from clipsam_lite.__main__ import main
+
+    assert main(["synth", "--out", str(tmp_path / "w"), "--categories", "gear", "--image-size", "48",
+                 "--n-train", "1", "--n-test-good", "1", "--n-test-per-defect", "1"]) == 0
+    assert (tmp_path / "w" / "gear" / "world_masks" / "test" / "hole" / "000_region.png").is_file()
+    assert len(load_dataset("mvtec", tmp_path / "w", category="gear", split="test")) == 1 + 6

@@ -51,6 +51,9 @@ class PretrainConfig:
     image_size: int = 128
     dense_weight: float = 1.0
     dense_scale: float = 100.0
+    dense_pos_weight: float | None = None
+    """None: class-balanced patch CE (positives and negatives weigh half each); w: a defect patch weighs w
+    normal ones (less shift of the 0.5 threshold towards "abnormal") [ours]."""
     prompts_per_state: int = 2
     seed: int = 0
     fold: int = 0
@@ -159,14 +162,20 @@ def contrastive_loss(img: torch.Tensor, txt: torch.Tensor, keys: list[str], logi
                   + torch.sum(-target.T * F.log_softmax(logits.T, 1), 1).mean())
 
 
-def dense_loss(features: list[torch.Tensor], text: torch.Tensor, labels: torch.Tensor, scale: float) -> torch.Tensor:
-    """Class-balanced patch cross entropy: each layer's ``B x N x D`` features vs ``B x 2 x D`` text [ours]."""
+def dense_loss(features: list[torch.Tensor], text: torch.Tensor, labels: torch.Tensor, scale: float,
+               pos_weight: float | None = None) -> torch.Tensor:
+    """Patch cross entropy, class-balanced (``pos_weight=None``) or with defect patches weighted
+    ``pos_weight``: each layer's ``B x N x D`` features vs ``B x 2 x D`` text [ours]."""
     y = labels.long()
     pos, neg = labels, ~labels
     total = features[0].new_zeros(())
     for f in features:
         logits = scale * F.normalize(f, dim=-1) @ text.transpose(1, 2)  # B x N x 2
         ce = F.cross_entropy(logits.reshape(-1, 2), y.reshape(-1), reduction="none").view_as(labels.float())
+        if pos_weight is not None:
+            w = torch.where(pos, torch.full_like(ce, float(pos_weight)), torch.ones_like(ce))
+            total = total + (w * ce).sum() / w.sum()
+            continue
         loss = ce[neg].mean()
         if pos.any():
             loss = 0.5 * (loss + ce[pos].mean())
@@ -196,7 +205,7 @@ def step_loss(model: torch.nn.Module, tokenizer: Any, batch: Batch, cfg: Pretrai
     per_image = state[torch.tensor([uniq.index(n) for n in batch.names])]
     feats = [visual.ln_post(t) @ visual.proj for t in out["image_intermediates"]]
     l_con = contrastive_loss(out["image_features"], txt[:n_cap], batch.keys, model.logit_scale)
-    l_dense = dense_loss(feats, per_image, batch.patch_labels, cfg.dense_scale)
+    l_dense = dense_loss(feats, per_image, batch.patch_labels, cfg.dense_scale, cfg.dense_pos_weight)
     loss = l_con + cfg.dense_weight * l_dense
     return loss, {"loss": loss.item(), "contrastive": l_con.item(), "dense": l_dense.item()}
 

@@ -15,6 +15,9 @@ image) plus the painter's own mask, so a defect's pixels are the only difference
 (``n_defects=0`` with the same arguments gives that clean render). The split between categories is
 fixed: :data:`FOLDS` are disjoint held-out sets; :data:`HELDOUT_CATEGORIES` (fold 0) is never trained
 on by anything the package ships.
+
+Cost (one thread, averaged over the twelve categories, defects included): about 8 ms of CPU per image at
+128 px and 30 ms at 256 px, so pretraining streams fresh images instead of storing a dataset.
 """
 
 from __future__ import annotations
