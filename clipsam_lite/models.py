@@ -124,7 +124,7 @@ _WEIGHTS = Path(__file__).resolve().parent / "weights"
 SHIPPED_SAM_WEIGHTS: dict[str, dict[str, str]] = {
     # [ours] trained by `python -m clipsam_lite pretrain sam` on the synthetic world; see MODEL_CARD.md beside it.
     "mini": {"file": "mini_sam/mini_sam.safetensors",
-             "sha256": "7e6957d90bfa330b313dcc8a223a640d108fb6a522fe1c67c4e2e182cb79fa2b"},
+             "sha256": "ebfe9533a72253ebeb0b1b4eaf8d03ec1034e0671d3aa0f5ff017d1bcb94e068"},
 }
 """SAM weights that ship inside the package (safetensors, fp16), with their SHA-256."""
 
