@@ -159,12 +159,17 @@ def _cmd_pretrain(args: argparse.Namespace) -> int:
     if args.target == "clip":
         from .pretrain.clip import PretrainConfig, pretrain_clip
 
-        cfg = PretrainConfig(steps=args.steps, seed=args.seed, fold=args.fold,
+        cfg = PretrainConfig(steps=300 if args.steps is None else args.steps, seed=args.seed, fold=args.fold,
                              categories=tuple(args.categories or ()), batch_size=args.batch_size,
                              dense_pos_weight=None if args.dense_pos_weight <= 0 else args.dense_pos_weight)
         pretrain_clip(Path(args.out), cfg, progress=not args.no_progress)
         return 0
-    raise ValueError(f"pretrain: unknown target {args.target!r}; this version can pretrain: clip.")
+    if args.target == "sam":
+        from .pretrain.sam import pretrain_sam_command
+
+        pretrain_sam_command(args.out, args.steps, args.seed, threads=args.threads)
+        return 0
+    raise ValueError(f"pretrain: unknown target {args.target!r}; this version can pretrain: clip, sam.")
 
 
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
@@ -245,9 +250,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--n-test-per-defect", type=int, default=3, help="--world: anomalous test images per defect type")
 
     p = sub.add_parser("pretrain", help="pretrain a mini backbone on the miniature world (resumable; prints CPU time)")
-    p.add_argument("target", choices=("clip",), help="which backbone: clip (mini-CLIP)")
-    p.add_argument("--out", required=True, help="folder for checkpoints (last.pt), curve.jsonl and final.pt")
-    p.add_argument("--steps", type=int, default=300)
+    p.add_argument("target", choices=("clip", "sam"), help="which backbone: clip (mini-CLIP) or sam (mini-SAM)")
+    p.add_argument("--out", required=True, help="folder for checkpoints (last.pt) and the curve (resumes if present)")
+    p.add_argument("--steps", type=int, default=None, help="total training steps (default: clip 300, sam the recipe's)")
+    p.add_argument("--threads", type=int, default=1, help="sam: torch threads (default 1)")
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--fold", type=int, default=0, help="held-out fold (0: the shipped split); its categories are never trained on")

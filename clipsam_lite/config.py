@@ -361,10 +361,12 @@ _PRESETS: dict[str, dict[str, Any]] = {
         # earlier 24 / 12 / 6 / 8 / 16 / 8 pixels of a 256-px image, times 4 (areas times 16)
         d_min=96.0, ring_radius=48, box_margin=24, secondary_ring=32, min_component_area=256, gate_dilation=32,
     ),
-    # mini: the shipped mini-CLIP (128 px, patch 8 -> 16 x 16 grid, 4 blocks) on 128 px world images [ours]
+    # mini: the shipped mini-CLIP (128 px, patch 8 -> 16 x 16 grid, 4 blocks) on 128 px world images and the
+    # shipped mini-SAM (256 px input, 16 x 16 cells of 16 px = 8 px of a 128 px image): d_min = 2 cells,
+    # ring_radius = box_margin = 1 cell or less, so prompts land in distinct cells [ours]
     "mini": dict(
         clip_model="clipsam-mini-vit", clip_pretrained="shipped", clip_image_size=128,
-        clip_layers=(1, 2, 3, 4), sam_model="tiny", smoothing_sigma=2.0, resolution=128, batch_size=16,
+        clip_layers=(1, 2, 3, 4), sam_model="mini", smoothing_sigma=2.0, resolution=128, batch_size=16,
         # lengths in SAM's 1024 frame: the world's 128-px images are an eighth of it, so these are 16 / 8 / 4 /
         # 8 / 8 pixels of a 128-px image, times 8 (the minimum area 8 px, times 64)
         d_min=128.0, ring_radius=64, box_margin=32, secondary_ring=64, gate_dilation=64, min_component_area=512,

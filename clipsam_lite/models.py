@@ -8,8 +8,8 @@ METHOD.md steps 1 (CLIP) and 2 (SAM).
 - ``tiny``:  a small open_clip config registered through open_clip's own config mechanism and a small
   SAM assembled from ``segment_anything.modeling``: real classes of both libraries with **random
   weights**, built in about a second on CPU, never touching the network.
-- ``mini``:  mini-CLIP pretrained on the miniature world, shipped inside the package
-  (:mod:`clipsam_lite.mini_clip`), and the ``tiny`` SAM with random weights until mini-SAM ships.
+- ``mini``:  mini-CLIP and mini-SAM (the ``mini`` SAM architecture), both pretrained on the miniature
+  world and shipped inside the package (:mod:`clipsam_lite.mini_clip`, ``weights/mini_sam/``).
 
 Real weights: open_clip weights come through the Hugging Face cache (open_clip's own download);
 SAM checkpoints from their official URLs into ``$CLIPSAM_CACHE/sam`` (default
@@ -42,7 +42,9 @@ __all__ = [
     "Models", "load_models", "load_clip", "load_sam", "build_sam", "SAM_ARCHS", "SAM_CHECKPOINTS",
     "TINY_CLIP_NAME", "WeightsUnavailableError", "CorruptCheckpointError", "ChecksumMismatchError",
     "CheckpointMismatchError", "sam_checkpoint_path", "clip_weights_status", "ensure_sam_checkpoint",
-    "default_device", "resolve_precision", "encoder_autocast", "random_backbone_banner", "hub_endpoint", "torchscript_to_state_dict_file", "weights_report", "real_weights_cached", "tiny_clip_config",
+    "default_device", "resolve_precision", "encoder_autocast", "random_backbone_banner", "hub_endpoint",
+    "torchscript_to_state_dict_file", "weights_report", "real_weights_cached", "tiny_clip_config",
+    "SHIPPED_SAM_WEIGHTS", "shipped_sam_path", "load_shipped_sam_state",
 ]
 
 TINY_CLIP_NAME = "clipsam-tiny-vit"
@@ -93,6 +95,12 @@ SAM_ARCHS: dict[str, SamArch] = {
     # [ours] A small SAM for CI: same classes, 256 px input -> 16 x 16 embedding, 64 x 64 low-res logits.
     "tiny": SamArch(96, 2, 2, (1,), img_size=256, window_size=8, prompt_embed_dim=64,
                     decoder_mlp_dim=256, decoder_num_heads=4, iou_head_hidden_dim=64),
+    # [ours] The mini profile's SAM, pretrained on the synthetic world (clipsam_lite/weights/mini_sam/).
+    # Same numbers as tiny: measured on 2 shared cores, 16 x 16 cells cost ~0.5 CPU-s a training step
+    # against ~1.2 (24 x 24, 384 px) and ~2.1 (32 x 32, patch 8); the finer grids lift the low-res cap on
+    # cracks (0.26 -> 0.59 / 0.81) but leave 2-4 x fewer steps in a session's CPU budget.
+    "mini": SamArch(96, 2, 2, (1,), img_size=256, window_size=8, prompt_embed_dim=64,
+                    decoder_mlp_dim=256, decoder_num_heads=4, iou_head_hidden_dim=64),
 }
 
 # Official checkpoints of segment-anything (README of facebookresearch/segment-anything).
@@ -113,6 +121,42 @@ SAM_CHECKPOINTS: dict[str, dict[str, str]] = {
         "sha256": "ec2df62732614e57411cdcf32a23ffdf28910380d03139ee0f4fcbe91eb8c912",
     },
 }
+
+
+_WEIGHTS = Path(__file__).resolve().parent / "weights"
+
+SHIPPED_SAM_WEIGHTS: dict[str, dict[str, str]] = {
+    # [ours] trained by `python -m clipsam_lite pretrain sam` on the synthetic world; see MODEL_CARD.md beside it.
+    "mini": {"file": "mini_sam/mini_sam.safetensors",
+             "sha256": "ebfe9533a72253ebeb0b1b4eaf8d03ec1034e0671d3aa0f5ff017d1bcb94e068"},
+}
+"""SAM weights that ship inside the package (safetensors, fp16), with their SHA-256."""
+
+
+def shipped_sam_path(arch: str) -> Path:
+    """Where the package keeps the shipped weights of ``arch`` (``mini``)."""
+    if arch not in SHIPPED_SAM_WEIGHTS:
+        raise ValueError(f"No shipped weights for SAM {arch!r}; shipped: {sorted(SHIPPED_SAM_WEIGHTS)}.")
+    return _WEIGHTS / SHIPPED_SAM_WEIGHTS[arch]["file"]
+
+
+def load_shipped_sam_state(arch: str, path: Path | None = None, expected_sha256: str | None = None
+                           ) -> dict[str, torch.Tensor]:
+    """The shipped state dict of ``arch`` as float32, after checking the file's SHA-256 (no network)."""
+    from safetensors.torch import load_file
+
+    path = Path(path) if path is not None else shipped_sam_path(arch)
+    expected = expected_sha256 or SHIPPED_SAM_WEIGHTS[arch]["sha256"]
+    if not path.is_file():
+        raise WeightsUnavailableError(
+            f"The shipped SAM {arch!r} weights {path} are missing: the package is incomplete. Reinstall it "
+            f"(pip install -e . from the repository keeps clipsam_lite/weights/), or use the 'tiny' profile.")
+    got = _sha256(path)
+    if got != expected:
+        raise ChecksumMismatchError(
+            f"The shipped SAM {arch!r} weights {path} have SHA-256 {got}, not {expected}: the file is damaged or "
+            f"was replaced. Restore it from the repository (git checkout -- {path.name}) or reinstall the package.")
+    return {k: v.float() for k, v in load_file(str(path)).items()}
 
 
 def build_sam(arch: str) -> torch.nn.Module:
@@ -313,6 +357,9 @@ def load_sam(arch: str, checkpoint: str | Path | None = None, *, random_weights:
     sam = build_sam(arch)
     if checkpoint is None and (random_weights or arch == "tiny"):
         return sam
+    if checkpoint is None and arch in SHIPPED_SAM_WEIGHTS:
+        sam.load_state_dict(load_shipped_sam_state(arch), strict=True)
+        return sam.eval()
     path = Path(checkpoint) if checkpoint is not None else ensure_sam_checkpoint(arch, cache, allow_download)
     state = _read_state_dict(path, f"SAM {arch}", cached=checkpoint is None)
     try:
@@ -643,7 +690,11 @@ def weights_report(cfg: Config) -> list[dict[str, Any]]:
     else:
         rows.append({"what": f"CLIP {cfg.clip_model}", "file": "-", "where": "-", "cached": None,
                      "url": "random weights, built locally"})
-    if cfg.sam_model in SAM_CHECKPOINTS:
+    if cfg.sam_model in SHIPPED_SAM_WEIGHTS:
+        p = shipped_sam_path(cfg.sam_model)
+        rows.append({"what": f"SAM {cfg.sam_model}", "file": p.name, "where": str(p), "cached": p.is_file(),
+                     "url": "shipped in the package (trained on the synthetic world)"})
+    elif cfg.sam_model in SAM_CHECKPOINTS:
         p = sam_checkpoint_path(cfg.sam_model)
         rows.append({"what": f"SAM {cfg.sam_model}", "file": p.name, "where": str(p), "cached": p.is_file(),
                      "url": SAM_CHECKPOINTS[cfg.sam_model]["url"]})

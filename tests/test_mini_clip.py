@@ -95,10 +95,12 @@ def test_training_free_region_auroc_beats_the_prior_on_held_out_images(mini) -> 
     assert model_auc > prior_auc + 0.05, rows
 
 
-def test_load_models_mini_uses_the_shipped_clip_and_a_random_tiny_sam(mini) -> None:
-    from clipsam_lite.models import load_models
+def test_load_models_mini_uses_the_shipped_clip_and_sam(mini) -> None:
+    from clipsam_lite.models import load_models, load_sam
 
     m = load_models("mini", device="cpu")
-    assert m.cfg.clip_image_size == 128 and m.cfg.sam_model == "tiny"
+    assert m.cfg.clip_image_size == 128 and m.cfg.sam_model == "mini"
     assert torch.equal(m.clip.token_embedding.weight, mini[0].token_embedding.weight)
-    assert m.random_weights and "RANDOM SAM" in m.banner() and "pretrained" in m.banner()
+    shipped = load_sam("mini")
+    assert torch.equal(m.sam.mask_decoder.iou_token.weight, shipped.mask_decoder.iou_token.weight)
+    assert not m.random_weights and "RANDOM" not in m.banner() and "pretrained" in m.banner()
