@@ -1,6 +1,6 @@
 """Pretraining the mini-SAM on the synthetic world: ``python -m clipsam_lite pretrain sam --out DIR``. [ours]
 
-Taught in notebook 00 (section "The mini profile"); it trains the SAM that METHOD.md steps 2-4 use
+Taught in notebook 00 (section "9. The miniature world", "The mini profile"); it trains the SAM that METHOD.md steps 2-4 use
 (one encoder pass per image, PPG's co-feature negatives, the CPS cascade). SAM's interactive recipe
 (Kirillov et al. 2023, appendix A) on :mod:`.sam_data`'s scenes, 8 images x 3 targets per step
 sharing one encoder pass:

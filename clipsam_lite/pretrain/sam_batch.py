@@ -1,6 +1,6 @@
 """A batched pass of SAM's prompt encoder and mask decoder, and the losses that train them. [ours]
 
-Taught in notebook 00 (section "The mini profile"); it trains the model that METHOD.md step 4 (CPS)
+Taught in notebook 00 (section "9. The miniature world", "The mini profile"); it trains the model that METHOD.md step 4 (CPS)
 prompts. ``segment_anything``'s ``MaskDecoder.predict_masks`` repeats the image embedding once per
 prompt, assuming one image per call. Training prompts many targets of many images at once, so
 :func:`decode_batch` runs the *same submodules* (prompt encoder layers, two-way transformer,

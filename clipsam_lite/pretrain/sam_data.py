@@ -1,6 +1,6 @@
 """Training scenes and interactive prompts for the mini-SAM (SAM's interactive recipe). [ours]
 
-Taught in notebook 00 (section "The mini profile"); it trains the SAM that METHOD.md step 4 prompts.
+Taught in notebook 00 (section "9. The miniature world", "The mini profile"); it trains the SAM that METHOD.md step 4 prompts.
 
 A :class:`TrainScene` is an image with targets and their nesting: dead-leaves scenes
 (:mod:`clipsam_lite.synthetic.shapes`: a shape's visible region, a mark inside it) and world scenes

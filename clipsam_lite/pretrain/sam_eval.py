@@ -1,6 +1,6 @@
 """The mini-SAM's targets (issue 15), measured through ``SamPredictor`` on held-out world scenes. [ours]
 
-Taught in notebook 00 (section "The mini profile"); it checks the SAM that METHOD.md steps 3-4 (PPG's
+Taught in notebook 00 (section "9. The miniature world", "The mini profile"); it checks the SAM that METHOD.md steps 3-4 (PPG's
 co-feature negatives, the CPS cascade) prompt. Every number comes from ``segment_anything``'s
 ``SamPredictor`` on a stored embedding (:func:`clipsam_lite.sam_features.predictor_for`), exactly
 as the pipeline uses SAM. Scenes: :func:`clipsam_lite.synthetic.world.render_world` with 2-4

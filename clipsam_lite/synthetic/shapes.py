@@ -1,6 +1,6 @@
 """Dead-leaves pretext scenes for the mini-SAM: overlapping shapes where a click must pick one region. [ours]
 
-Taught in notebook 00 (section "The mini profile"); no METHOD.md step: this is training data for the
+Taught in notebook 00 (section "9. The miniature world", "The mini profile"); no METHOD.md step: this is training data for the
 SAM that METHOD.md steps 2 and 4 use. A scene is a textured ground with 3-8 overlapping shapes
 (ellipses, rounded rectangles, polygons, blobs, strokes; stars are a held-out family) in flat, shaded
 or textured fills, painted back to front. Each shape's *visible* region is a target. Some shapes
