@@ -116,8 +116,9 @@ def choose_adapter(models: Any, cfg: Config, adapter: Any | None = None, synthet
     """The CLIP head every command uses: ``(adapter or None, cfg with head set to match)`` [ours].
 
     An ``Adapter`` object is checked against the backbone; a path is loaded (and checked); with
-    neither, the tiny profile on synthetic data (``synthetic=True``) and ``cfg.head == "adapter"``
-    gets :func:`synthetic_adapter`; everything else falls back to the training-free head.
+    neither and ``cfg.head == "adapter"`` on synthetic data (``synthetic=True``), the tiny profile gets
+    :func:`synthetic_adapter` and the mini profile :func:`world_demo_adapter` (trained on the world's
+    auxiliary categories); everything else falls back to the training-free head.
     """
     import os
 
@@ -130,6 +131,8 @@ def choose_adapter(models: Any, cfg: Config, adapter: Any | None = None, synthet
         return load_adapter(adapter, models, cfg), cfg.replace(head="adapter")
     if cfg.head == "adapter" and models.profile == "tiny" and synthetic:
         return synthetic_adapter(models, cfg, log=log), cfg
+    if cfg.head == "adapter" and models.profile == "mini" and synthetic:
+        return world_demo_adapter(models, cfg, log=log), cfg
     return None, _training_free(cfg.replace(head="training_free"), log)
 
 
@@ -157,8 +160,8 @@ def _training_free(cfg: Config, log: Callable[[str], None] | None) -> Config:
 def choose_demo_profile(profile: str | None, offline: str = "mini") -> str:
     """The profile asked for (argument or $CLIPSAM_PROFILE), else ``base`` when its weights are cached, else ``offline``.
 
-    The demo's ``offline`` is ``mini``, which needs nothing from the network (mini-CLIP ships in the
-    package); ``tiny`` (random backbones) runs when asked for (``figures`` still falls back to it).
+    ``offline`` is ``mini``, which needs nothing from the network (mini-CLIP and mini-SAM ship in the
+    package); ``tiny`` (random backbones) runs when asked for.
     """
     import os
 

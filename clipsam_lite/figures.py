@@ -117,14 +117,19 @@ def sample_items(profile: str, per_category: int = 2, seed: int = 0) -> list[Any
     """Anomalous items of the embedded synthetic sample's held-out categories (the demo's images).
 
     The tiny profile reads the ``signature`` sample (the one signal random backbones can carry), the
-    real profiles the natural-colour sample.
+    mini profile the miniature world's held-out categories (:func:`~clipsam_lite.synthetic.world_demo_root`),
+    the real profiles the natural-colour sample.
     """
     from .datasets import load_dataset
     from .demo import HELD_OUT_CATEGORIES
-    from .synthetic import sample_root
+    from .synthetic import HELDOUT_CATEGORIES, sample_root
+    from .synthetic.world_writer import world_demo_root
 
-    root = sample_root(signature=profile == "tiny")
-    ds = load_dataset("mvtec", root, category=list(HELD_OUT_CATEGORIES), split="test")
+    if profile == "mini":
+        root, held_out = world_demo_root(), HELDOUT_CATEGORIES
+    else:
+        root, held_out = sample_root(signature=profile == "tiny"), HELD_OUT_CATEGORIES
+    ds = load_dataset("mvtec", root, category=list(held_out), split="test")
     return select_items(ds, per_category=per_category, seed=seed)
 
 
@@ -133,8 +138,9 @@ def figure_adapter(models: Any, cfg: Any, adapter: str | Path | Any | None = Non
     """The adapter head of the figures, chosen like :func:`clipsam_lite.evaluate.prepare` does.
 
     A file is loaded (and checked against the backbone); an ``Adapter`` object is used as is; with
-    none, the tiny profile on the synthetic sample (``synthetic=True``) uses
-    :func:`clipsam_lite.demo.synthetic_adapter` (cached after its first training); otherwise None
+    none, on synthetic data (``synthetic=True``) the tiny profile uses
+    :func:`clipsam_lite.demo.synthetic_adapter` and the mini profile
+    :func:`clipsam_lite.demo.world_demo_adapter` (cached after their first training); otherwise None
     (the figures then show the training-free head only).
     """
     from .demo import AUX_CATEGORIES, choose_adapter
@@ -503,7 +509,7 @@ def make_figures(out: str | Path, profile: str | None = None, dataset: str | Non
     if models is None:
         from .demo import choose_demo_profile
 
-        profile = choose_demo_profile(profile, offline="tiny")  # asked for, else base if cached, else tiny
+        profile = choose_demo_profile(profile)  # asked for, else base if cached, else mini
     cfg = models.cfg if models is not None else get_config(profile)
     if overrides and not isinstance(overrides, dict):  # a typo fails before any model loads
         from .evaluate import parse_overrides
