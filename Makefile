@@ -17,6 +17,7 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	CLIPSAM_PROFILE=tiny $(BIN)/python -m pytest tests --nbmake --nbmake-timeout=300 notebooks
+	CLIPSAM_PROFILE=mini $(BIN)/python -m pytest --nbmake --nbmake-timeout=300 notebooks
 
 lab: $(STAMP)
 	$(BIN)/jupyter lab notebooks
