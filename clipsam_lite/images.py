@@ -245,7 +245,7 @@ def _resize_plane(plane: np.ndarray, size_wh: tuple[int, int], resample: Image.R
 
 
 def resize_center_crop(array: np.ndarray, size: int, is_mask: bool = False) -> np.ndarray:
-    """Resize the short side to ``size``, then crop the central ``size x size`` square. [field convention]
+    """Resize the short side to ``size``, then crop the central ``size x size`` square. [ours: an option; the peers squash]
 
     This is how maps and masks are compared at 518 x 518 (METHOD.md, "Evaluation protocol").
 

@@ -252,6 +252,29 @@ def publish_together(files: Mapping[str | os.PathLike[str], str | bytes],
 # Output paths
 # --------------------------------------------------------------------------------------------------
 
+
+def replace_folder(root: str | os.PathLike[str], fill: Callable[[Path], None]) -> Path:
+    """Write a whole folder atomically: ``fill(tmp)`` writes into a temporary sibling, which then replaces
+    ``root`` (an interrupted or failed run leaves ``root`` as it was and no temporary folder). [ours]
+
+    The caller checks first that ``root`` holds nothing it did not write: the old folder is deleted.
+    """
+    import shutil
+
+    root = Path(root)
+    root.parent.mkdir(parents=True, exist_ok=True)
+    tmp = root.parent / f".{root.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    try:
+        tmp.mkdir()
+        fill(tmp)
+        if root.exists():
+            shutil.rmtree(root)
+        os.replace(tmp, root)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+    return root
+
 def _nearest_existing(path: Path) -> Path:
     p = path
     while not p.exists() and p != p.parent:

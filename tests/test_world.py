@@ -135,3 +135,24 @@ def test_synth_cli_writes_world_categories(tmp_path) -> None:
                  "--n-train", "1", "--n-test-good", "1", "--n-test-per-defect", "1"]) == 0
     assert (tmp_path / "w" / "gear" / "world_masks" / "test" / "hole" / "000_region.png").is_file()
     assert len(load_dataset("mvtec", tmp_path / "w", category="gear", split="test")) == 1 + 6
+
+
+def test_synth_world_over_a_folder_with_user_files_refuses_and_keeps_them(tmp_path) -> None:
+    """Issue 12.12 for the world writer: replacing a folder may delete only what make_world wrote."""
+    from clipsam_lite.synthetic import make_world
+
+    small = dict(image_size=64, n_train=1, n_test_good=1, n_test_per_defect=0)
+    root = tmp_path / "w"
+    make_world(root, ["gear"], **small)
+    make_world(root, ["gear"], **small)  # its own output: replaced
+    (root / "gear" / "notes.txt").write_text("mine")
+    with pytest.raises(FileExistsError, match="notes.txt") as e:
+        make_world(root, ["gear"], **small)
+    assert "Nothing was deleted" in str(e.value) and (root / "gear" / "notes.txt").read_text() == "mine"
+    other = tmp_path / "o"
+    other.mkdir()
+    (other / "a.png").write_bytes(b"not ours")
+    with pytest.raises(FileExistsError, match="a.png"):
+        make_world(other, ["gear"], **small)
+    assert (other / "a.png").read_bytes() == b"not ours"
+    assert not list(tmp_path.glob(".*tmp*"))  # no temporary folder left behind

@@ -14,14 +14,13 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import shutil
-import uuid
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
 from ..images import read_image, write_png
+from ..safe_io import replace_folder
 from .scenes import rng_for
 from .world import MAX_DEFECTS, WORLD, check_world_category, render_world
 
@@ -55,7 +54,6 @@ def make_world(root: str | os.PathLike[str], categories: Sequence[str] | None = 
 
     Written under a temporary name and renamed into place, so an interrupted run leaves nothing behind.
     """
-    from .writer import is_synthetic_root
 
     cats = list(WORLD) if categories is None else ([categories] if isinstance(categories, str) else list(categories))
     if not cats:
@@ -67,48 +65,76 @@ def make_world(root: str | os.PathLike[str], categories: Sequence[str] | None = 
         if isinstance(value, bool) or not isinstance(value, int) or value < 0:
             raise ValueError(f"make_world: {name} must be an integer >= 0, got {value!r}.")
     root = Path(root).expanduser()
-    if root.exists() and (not root.is_dir() or (any(root.iterdir()) and not is_synthetic_root(root))):
-        raise FileExistsError(f"make_world: {root} is a file or a non-empty folder not written by clipsam-lite; "
-                              "choose a new or empty folder so nothing is overwritten.")
-    root.parent.mkdir(parents=True, exist_ok=True)
-    tmp = root.parent / f".{root.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    if root.exists() and not root.is_dir():
+        raise FileExistsError(f"make_world: {root} is a file; choose a new or empty folder path.")
+    foreign = _foreign_world_files(root) if root.exists() else []
+    if foreign:
+        more = f" ... (+{len(foreign) - 10} more)" if len(foreign) > 10 else ""
+        raise FileExistsError(
+            f"make_world: {root} is not empty: it holds {len(foreign)} file(s) that make_world did not write: "
+            f"{foreign[:10]}{more}. Nothing was deleted; choose a new or empty folder, or move those away.")
+    return replace_folder(root, lambda tmp: _write_world(tmp, cats, seed, image_size, n_train, n_test_good,
+                                                         n_test_per_defect))
+
+
+def _foreign_world_files(root: Path) -> list[str]:
+    """Files and links under ``root`` that an earlier :func:`make_world` did not write (sorted, relative). [ours]
+
+    Ours: ``meta.json``, ``README.txt`` and, for the categories the folder's own world ``meta.json``
+    lists, the images, masks and world masks of the layout. Anything else (a user's file, a link, another
+    generator's dataset) would be lost if the folder were replaced, so it is reported instead.
+    """
+    import re
+
     try:
-        tmp.mkdir()
-        for cat in cats:
-            for split, folder, index, types in _world_jobs(cat, seed, n_train, n_test_good, n_test_per_defect):
-                s = render_world(cat, index, seed=seed, size=image_size, split=split,
-                                 n_defects=len(types), defect_types=types)
-                name = f"{index % 10_000:03d}"
-                img_dir = tmp / cat / split / folder
-                img_dir.mkdir(parents=True, exist_ok=True)
-                write_png(s.image, img_dir / f"{name}.png")
-                if folder != "good":
-                    gt = tmp / cat / "ground_truth" / folder
-                    gt.mkdir(parents=True, exist_ok=True)
-                    write_png(s.mask.astype(np.uint8) * 255, gt / f"{name}_mask.png")
-                wm = tmp / cat / WORLD_MASKS / split / folder
-                wm.mkdir(parents=True, exist_ok=True)
-                write_png(s.object_mask.astype(np.uint8) * 255, wm / f"{name}_object.png")
-                write_png(s.region.astype(np.uint8) * 255, wm / f"{name}_region.png")
-        meta = {"synthetic": True, "world": True, "format": WORLD_FORMAT, "world_version": WORLD_VERSION,
-                "generator": "clipsam_lite.synthetic.make_world", "layout": "MVTec-AD", "seed": seed,
-                "image_size": image_size, "n_train": n_train, "n_test_good": n_test_good,
-                "n_test_per_defect": n_test_per_defect,
-                "categories": {c: {"kind": WORLD[c].kind, "defect_types": list(WORLD[c].defect_types)} for c in cats}}
-        (tmp / "meta.json").write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n", encoding="utf-8")
-        (tmp / "README.txt").write_text(
-            "SYNTHETIC DATA - the clipsam-lite miniature world, not a real inspection dataset.\n"
-            "MVTec-AD layout; test/<type>/ holds images whose first defect is <type> (1-4 defects each, the\n"
-            f"mask is their union). {WORLD_MASKS}/<split>/<type>/NNN_object.png and NNN_region.png hold the\n"
-            "object mask and the region where defects can occur (for the region-restricted AUROC).\n"
-            f"seed={seed} image_size={image_size} categories={cats}\n", encoding="utf-8")
-        if root.exists():
-            shutil.rmtree(root)
-        os.replace(tmp, root)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
-    return root
+        meta = json.loads((root / "meta.json").read_text(encoding="utf-8"))
+        cats = [c for c in meta["categories"] if isinstance(c, str)] if meta.get("world") is True else []
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        cats = []
+    alt = "|".join(re.escape(c) for c in cats) or "(?!)"
+    ours = re.compile(rf"^(meta\.json|README\.txt|({alt})/(train|test)/[^/]+/\d+\.png|({alt})/ground_truth/[^/]+/"
+                      rf"\d+_mask\.png|({alt})/{WORLD_MASKS}/(train|test)/[^/]+/\d+_(object|region)\.png)$")
+    found = []
+    for dirpath, dirnames, filenames in os.walk(root):
+        base = Path(dirpath)
+        for name in filenames + [d for d in dirnames if (base / d).is_symlink()]:
+            rel = (base / name).relative_to(root).as_posix()
+            if (base / name).is_symlink() or not ours.match(rel):
+                found.append(rel)
+    return sorted(found)
+
+
+def _write_world(tmp: Path, cats: list[str], seed: int, image_size: int, n_train: int, n_test_good: int,
+                 n_test_per_defect: int) -> None:
+    """Render and write every image, mask and world mask of :func:`make_world` into ``tmp``."""
+    for cat in cats:
+        for split, folder, index, types in _world_jobs(cat, seed, n_train, n_test_good, n_test_per_defect):
+            s = render_world(cat, index, seed=seed, size=image_size, split=split,
+                             n_defects=len(types), defect_types=types)
+            name = f"{index % 10_000:03d}"
+            img_dir = tmp / cat / split / folder
+            img_dir.mkdir(parents=True, exist_ok=True)
+            write_png(s.image, img_dir / f"{name}.png")
+            if folder != "good":
+                gt = tmp / cat / "ground_truth" / folder
+                gt.mkdir(parents=True, exist_ok=True)
+                write_png(s.mask.astype(np.uint8) * 255, gt / f"{name}_mask.png")
+            wm = tmp / cat / WORLD_MASKS / split / folder
+            wm.mkdir(parents=True, exist_ok=True)
+            write_png(s.object_mask.astype(np.uint8) * 255, wm / f"{name}_object.png")
+            write_png(s.region.astype(np.uint8) * 255, wm / f"{name}_region.png")
+    meta = {"synthetic": True, "world": True, "format": WORLD_FORMAT, "world_version": WORLD_VERSION,
+            "generator": "clipsam_lite.synthetic.make_world", "layout": "MVTec-AD", "seed": seed,
+            "image_size": image_size, "n_train": n_train, "n_test_good": n_test_good,
+            "n_test_per_defect": n_test_per_defect,
+            "categories": {c: {"kind": WORLD[c].kind, "defect_types": list(WORLD[c].defect_types)} for c in cats}}
+    (tmp / "meta.json").write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    (tmp / "README.txt").write_text(
+        "SYNTHETIC DATA - the clipsam-lite miniature world, not a real inspection dataset.\n"
+        "MVTec-AD layout; test/<type>/ holds images whose first defect is <type> (1-4 defects each, the\n"
+        f"mask is their union). {WORLD_MASKS}/<split>/<type>/NNN_object.png and NNN_region.png hold the\n"
+        "object mask and the region where defects can occur (for the region-restricted AUROC).\n"
+        f"seed={seed} image_size={image_size} categories={cats}\n", encoding="utf-8")
 
 
 def world_region_mask(image_path: str | os.PathLike[str], kind: str = "region") -> np.ndarray | None:

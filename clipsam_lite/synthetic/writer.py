@@ -24,6 +24,7 @@ import numpy as np
 from ..datasets import UnknownCategoryError
 from ..images import write_png
 from ..paths import writable_cache_dir
+from ..safe_io import replace_folder
 from .defects import DEFECT_PAINTERS
 from .scenes import (
     CATEGORIES,
@@ -290,18 +291,8 @@ def make_synthetic(root: str | os.PathLike[str], seed: int = 0, categories: Sequ
             raise FileExistsError(
                 f"make_synthetic: {root} is not empty: it holds {len(foreign)} file(s) that make_synthetic did not write: "
                 f"{foreign[:10]}{more}. Nothing was deleted; choose a new or empty folder, or move those away.")
-    root.parent.mkdir(parents=True, exist_ok=True)
-    tmp = root.parent / f".{root.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}"
-    try:
-        tmp.mkdir()
-        _write_synthetic(tmp, plan, seed, image_size, n_train, n_test_good, n_test_per_defect, signature)
-        if root.exists():
-            shutil.rmtree(root)
-        os.replace(tmp, root)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
-    return root
+    return replace_folder(root, lambda tmp: _write_synthetic(tmp, plan, seed, image_size, n_train, n_test_good,
+                                                             n_test_per_defect, signature))
 
 
 _SAMPLE_PARAMS: dict[str, object] = dict(seed=0, image_size=256, n_train=8, n_test_good=4, n_test_per_defect=3)
