@@ -43,6 +43,29 @@ HELD_OUT_CATEGORIES: tuple[str, ...] = ("disc", "tablet")
 """Synthetic categories it never sees: where maps and metrics are shown."""
 
 
+_TRAINING_FIELDS = ("adapter_", "clip_", "focal", "dice", "logit", "seed")
+
+
+def _cached_adapter(models: Any, cfg: Config, kind: str, inputs: dict[str, Any], train: Callable[[], Any]) -> Any:
+    """Load the adapter cached under (backbone fingerprint, ``inputs``, ``cfg``'s training fields), or
+    ``train()`` it and cache it atomically; a stale or broken entry is retrained and overwritten. [ours]"""
+    from .adapter import backbone_fingerprint, load_adapter, save_adapter
+    from .paths import writable_cache_dir
+
+    key = json.dumps({"backbone": backbone_fingerprint(models), **inputs,
+                      "cfg": {k: v for k, v in cfg.to_dict().items() if k.startswith(_TRAINING_FIELDS)}},
+                     sort_keys=True)
+    path = writable_cache_dir() / "adapters" / f"{kind}-{cfg.profile}-{hashlib.sha256(key.encode()).hexdigest()[:12]}.pt"
+    if path.is_file():
+        try:
+            return load_adapter(path, models, cfg)
+        except Exception:  # a stale or broken cache entry: retrain and overwrite it
+            path.unlink(missing_ok=True)
+    adapter = train()
+    save_adapter(adapter, path)  # atomic: a full disk or Ctrl-C leaves no partial entry and no *.tmp
+    return adapter
+
+
 def synthetic_adapter(models: Any, cfg: Config | None = None, epochs: int | None = None,
                       log: Callable[[str], None] | None = print, progress: bool = False) -> Any:
     """The adapter trained on the synthetic sample's auxiliary categories, cached on disk by its inputs.
@@ -50,31 +73,21 @@ def synthetic_adapter(models: Any, cfg: Config | None = None, epochs: int | None
     The cache key holds the backbone's weight fingerprint, every training field of ``cfg`` and the
     sample's folder name (which encodes the generator version), so a changed input retrains.
     """
-    from .adapter import backbone_fingerprint, load_adapter, save_adapter, train_adapter
+    from .adapter import train_adapter
     from .datasets import load_dataset
-    from .paths import writable_cache_dir
     from .synthetic import sample_root
 
     cfg = cfg or models.cfg
-    signature = cfg.profile == "tiny"
-    root = sample_root(signature=signature)
+    root = sample_root(signature=cfg.profile == "tiny")
     epochs = cfg.adapter_epochs if epochs is None else epochs
-    key = json.dumps({"backbone": backbone_fingerprint(models), "sample": root.name, "epochs": epochs,
-                      "categories": list(AUX_CATEGORIES),
-                      "cfg": {k: v for k, v in cfg.to_dict().items() if k.startswith(("adapter_", "clip_", "focal",
-                                                                                         "dice", "logit", "seed"))}},
-                     sort_keys=True)
-    path = writable_cache_dir() / "adapters" / f"synthetic-{cfg.profile}-{hashlib.sha256(key.encode()).hexdigest()[:12]}.pt"
-    if path.is_file():
-        try:
-            return load_adapter(path, models, cfg)
-        except Exception:  # a stale or broken cache entry: retrain and overwrite it
-            path.unlink(missing_ok=True)
-    aux = load_dataset("mvtec", root, category=list(AUX_CATEGORIES), split="test")
-    adapter, _ = train_adapter(models, aux, cfg, epochs=epochs, progress=progress, log=log,
-                               description=f"synthetic sample {root.name}, auxiliary categories {list(AUX_CATEGORIES)}")
-    save_adapter(adapter, path)  # atomic: a full disk or Ctrl-C leaves no partial entry and no *.tmp
-    return adapter
+
+    def train() -> Any:
+        aux = load_dataset("mvtec", root, category=list(AUX_CATEGORIES), split="test")
+        return train_adapter(models, aux, cfg, epochs=epochs, progress=progress, log=log,
+                             description=f"synthetic sample {root.name}, auxiliary categories {list(AUX_CATEGORIES)}")[0]
+
+    return _cached_adapter(models, cfg, "synthetic",
+                           {"sample": root.name, "epochs": epochs, "categories": list(AUX_CATEGORIES)}, train)
 
 
 WORLD_ADAPTER_IMAGES = 16
@@ -87,28 +100,15 @@ def world_demo_adapter(models: Any, cfg: Config | None = None, log: Callable[[st
     Never trained on a held-out category (:data:`clipsam_lite.synthetic.HELDOUT_CATEGORIES`); the cache key
     holds the backbone's weight fingerprint, the training fields of ``cfg`` and the world's version.
     """
-    from .adapter import backbone_fingerprint, load_adapter, save_adapter
-    from .paths import writable_cache_dir
     from .synthetic import AUX_CATEGORIES as WORLD_AUX
     from .synthetic.world_writer import WORLD_VERSION
     from .world_course import world_adapter
 
     cfg = (cfg or models.cfg).replace(head="adapter")
-    key = json.dumps({"backbone": backbone_fingerprint(models), "world": WORLD_VERSION, "aux": list(WORLD_AUX),
-                      "n": WORLD_ADAPTER_IMAGES, "epochs": cfg.adapter_epochs,
-                      "cfg": {k: v for k, v in cfg.to_dict().items() if k.startswith(("adapter_", "clip_", "focal",
-                                                                                         "dice", "logit", "seed"))}},
-                     sort_keys=True)
-    path = writable_cache_dir() / "adapters" / f"world-{cfg.profile}-{hashlib.sha256(key.encode()).hexdigest()[:12]}.pt"
-    if path.is_file():
-        try:
-            return load_adapter(path, models, cfg)
-        except Exception:  # a stale or broken cache entry: retrain and overwrite it
-            path.unlink(missing_ok=True)
-    adapter = world_adapter(models, cfg, fold=0, n_per_category=WORLD_ADAPTER_IMAGES, epochs=cfg.adapter_epochs,
-                            size=cfg.clip_image_size, log=log)
-    save_adapter(adapter, path)
-    return adapter
+    inputs = {"world": WORLD_VERSION, "aux": list(WORLD_AUX), "n": WORLD_ADAPTER_IMAGES, "epochs": cfg.adapter_epochs}
+    return _cached_adapter(models, cfg, "world", inputs, lambda: world_adapter(
+        models, cfg, fold=0, n_per_category=WORLD_ADAPTER_IMAGES, epochs=cfg.adapter_epochs,
+        size=cfg.clip_image_size, log=log))
 
 
 def choose_adapter(models: Any, cfg: Config, adapter: Any | None = None, synthetic: bool = False,
