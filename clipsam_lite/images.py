@@ -265,21 +265,7 @@ def resize_center_crop(array: np.ndarray, size: int, is_mask: bool = False) -> n
     h, w = a.shape[:2]
     scale = size / min(h, w)
     new_h, new_w = (size, max(size, round(w * scale))) if h <= w else (max(size, round(h * scale)), size)
-    if is_mask:
-        src = (a != 0) if a.dtype != bool else a
-        if (new_h, new_w) != (h, w):
-            planes = [src] if src.ndim == 2 else [src[..., c] for c in range(src.shape[2])]
-            res = [_resize_plane(pl.astype(np.float32), (new_w, new_h), Image.Resampling.BOX) >= 0.5
-                   for pl in planes]
-            src = res[0] if src.ndim == 2 else np.stack(res, axis=2)
-        out = src
-    else:
-        src = a if a.dtype == np.uint8 else a.astype(np.float32)
-        if (new_h, new_w) != (h, w):
-            planes = [src] if src.ndim == 2 else [src[..., c] for c in range(src.shape[2])]
-            res = [_resize_plane(pl, (new_w, new_h), Image.Resampling.BILINEAR) for pl in planes]
-            src = res[0] if src.ndim == 2 else np.stack(res, axis=2)
-        out = src
+    out = _resize_planes(a, new_h, new_w, is_mask)
     top, left = (new_h - size) // 2, (new_w - size) // 2
     return np.ascontiguousarray(out[top:top + size, left:left + size])
 
@@ -298,18 +284,20 @@ def resize_squash(array: np.ndarray, size: int, is_mask: bool = False) -> np.nda
     a = np.asarray(array)
     if a.ndim not in (2, 3) or a.shape[0] == 0 or a.shape[1] == 0:
         raise ValueError(f"resize_squash expects an H x W or H x W x C array, got shape {a.shape}.")
-    if is_mask:
-        src = (a != 0) if a.dtype != bool else a
-        if src.shape[:2] == (size, size):
-            return np.ascontiguousarray(src)
-        planes = [src] if src.ndim == 2 else [src[..., c] for c in range(src.shape[2])]
-        res = [_resize_plane(pl.astype(np.float32), (size, size), Image.Resampling.BOX) >= 0.5 for pl in planes]
-        return res[0] if src.ndim == 2 else np.stack(res, axis=2)
-    src = a if a.dtype == np.uint8 else a.astype(np.float32)
-    if src.shape[:2] == (size, size):
-        return np.ascontiguousarray(src)
+    return np.ascontiguousarray(_resize_planes(a, size, size, is_mask))
+
+
+def _resize_planes(a: np.ndarray, new_h: int, new_w: int, is_mask: bool) -> np.ndarray:
+    """``a`` (H x W or H x W x C) resized plane by plane to ``new_h x new_w``: masks (``!= 0``) by area
+    interpolation then ``>= 0.5`` (bool), images and maps bilinearly (``uint8`` kept, else ``float32``)."""
+    src = ((a != 0) if a.dtype != bool else a) if is_mask else (a if a.dtype == np.uint8 else a.astype(np.float32))
+    if src.shape[:2] == (new_h, new_w):
+        return src
     planes = [src] if src.ndim == 2 else [src[..., c] for c in range(src.shape[2])]
-    res = [_resize_plane(pl, (size, size), Image.Resampling.BILINEAR) for pl in planes]
+    if is_mask:
+        res = [_resize_plane(pl.astype(np.float32), (new_w, new_h), Image.Resampling.BOX) >= 0.5 for pl in planes]
+    else:
+        res = [_resize_plane(pl, (new_w, new_h), Image.Resampling.BILINEAR) for pl in planes]
     return res[0] if src.ndim == 2 else np.stack(res, axis=2)
 
 
