@@ -527,7 +527,9 @@ EXERCISES: dict[str, Exercise] = {e.id: e for e in [
        "tight box [60, 2, 63, 5], then the margin, then clipping"),
     _E("06.2", "'up', 'down' or 'same'", _fusion_mask_effect,
        "fusion='mask' replaces S_a by 0/1: every pixel inside M3 ties with every other, outside too, so AUROC "
-       "can only count the mask's two levels; gate keeps CLIP's ranking inside M3.",
+       "can only count the mask's two levels; gate keeps CLIP's ranking inside M3 (outside M3 both are 0). They "
+       "differ only where M3 holds defect and normal pixels: an M3 entirely inside the defect leaves nothing to rank, "
+       "and the AUROC stays the same.",
        "metrics.pixel_auroc of fuse(...) for both modes on this image"),
     _E("06.3", "an int (SAM encoder passes)", _normal_encoder_passes,
        "M_apa is empty, so there are no prompts: SAM is skipped entirely and the final map is S_a.",
