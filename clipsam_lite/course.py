@@ -125,8 +125,8 @@ def pipeline_diagram() -> Any:
 def profile_label(fig: Any, profile: str) -> str:
     """Write which profile made a figure in its bottom-right corner (issue 14: every figure names it).
 
-    Random backbones (``tiny``) get the warning label of :func:`clipsam_lite.panels.offline_caption`.
-    Returns the text written.
+    The offline profiles get :func:`clipsam_lite.panels.offline_caption`'s label: random backbones (``tiny``)
+    its warning, ``mini`` "mini profile: models trained on a synthetic world". Returns the text written.
     """
     from .panels import offline_caption
 

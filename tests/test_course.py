@@ -66,6 +66,8 @@ def test_profile_label_names_the_profile():
     fig = plt.figure()
     assert course.profile_label(fig, "base") == "base profile"
     assert "RANDOM" in course.profile_label(fig, "tiny")
+    mini = course.profile_label(fig, "mini")
+    assert mini == "mini profile: models trained on a synthetic world" and "random" not in mini.lower()
     assert fig.texts[0].get_text() == "base profile" and "RANDOM" in fig.texts[1].get_text()
     plt.close(fig)
 
