@@ -1,8 +1,10 @@
 """The course's shared pieces: the repository address, the pipeline diagram, the cascade set-up.
 
-Taught in notebooks 00 (the diagram, :func:`pipeline_diagram`) and 04-06 (the set-up of one image,
-:func:`cascade_example`); the set-up chains METHOD.md steps 1-3 exactly as notebooks 01-03 build them
-by hand, so that 04-06 can start where 03 ended [ours]. Nothing here is an algorithm of its own.
+Taught in notebooks 00 (the diagram, :func:`pipeline_diagram`), 02-07 (which offline data each profile
+uses, :func:`course_data`, and the PPG/CPS lengths in the shown image's pixels, :func:`course_lengths`) and
+04-06 (the set-up of one image, :func:`cascade_example`); the set-up chains METHOD.md steps 1-3 exactly as
+notebooks 01-03 build them by hand, so that 04-06 can start where 03 ended [ours]. Nothing here is an
+algorithm of its own.
 
 :data:`REPOSITORY` is the one place that names the GitHub repository: every notebook's Colab badge
 and set-up cell, and the README's badges, must match :func:`colab_url` and :data:`INSTALL_SPEC`
@@ -23,7 +25,7 @@ import numpy as np
 from .config import Config
 
 __all__ = ["REPOSITORY", "INSTALL_SPEC", "colab_url", "setup_cell", "pipeline_diagram", "profile_label",
-           "course_adapter_path",
+           "CourseData", "course_data", "SAMPLE_LENGTHS", "course_lengths", "course_adapter_path",
            "course_adapter", "CascadeExample", "cascade_example", "retarget"]
 
 REPOSITORY = "clipsam-lite/clipsam-lite"
@@ -123,14 +125,98 @@ def pipeline_diagram() -> Any:
 def profile_label(fig: Any, profile: str) -> str:
     """Write which profile made a figure in its bottom-right corner (issue 14: every figure names it).
 
-    Random backbones (``tiny``) get the warning label of :func:`clipsam_lite.panels.offline_caption`.
-    Returns the text written.
+    The offline profiles get :func:`clipsam_lite.panels.offline_caption`'s label: random backbones (``tiny``)
+    its warning, ``mini`` "mini profile: models trained on a synthetic world". Returns the text written.
     """
     from .panels import offline_caption
 
     text = offline_caption(profile) or f"{profile} profile"
     fig.text(0.995, 0.005, text, ha="right", va="bottom", fontsize=7, color="0.35")
     return text
+
+
+# ------------------------------------------------------------------------------------------------
+# Notebooks 02-07: which offline data a profile uses, and its lengths in the shown image's pixels
+# ------------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class CourseData:
+    """The offline data the course's notebooks use in one profile (:func:`course_data`) [ours]."""
+
+    root: Path
+    """An MVTec-AD layout folder: the world demo (``mini``), the synthetic sample, or the user's ``DATA_ROOT``."""
+    held_out: tuple[str, ...]
+    """Categories no adapter of the course was trained on: where maps and metrics are shown."""
+    world: bool
+    """True when ``root`` is a miniature-world folder (:func:`clipsam_lite.world_eval.is_world_root`: region
+    masks, so tables add the region AUROC and the prior row)."""
+    description: str
+    """The data in words, for a notebook's printout."""
+
+
+def course_data(profile: str, data_root: str | Path | None = None) -> CourseData:
+    """Which offline data the course uses in ``profile`` (issue 15); ``data_root``, when given, wins [ours].
+
+    ``mini`` (models trained on the miniature world): the world demo dataset
+    (:func:`~clipsam_lite.synthetic.world_writer.world_demo_root`, 128 px) and the world's held-out
+    categories :data:`clipsam_lite.synthetic.HELDOUT_CATEGORIES`, as ``demo`` and notebook 08 show them.
+    ``tiny`` and the real profiles: the embedded 256-px synthetic sample (``signature`` defects in
+    ``tiny``, :func:`~clipsam_lite.synthetic.sample_root`) and :data:`clipsam_lite.demo.HELD_OUT_CATEGORIES`.
+    A ``data_root`` replaces the folder only (the held-out categories stay the profile's); the folder
+    is written into the cache on first use.
+    """
+    from .config import resolve_profile
+    from .demo import HELD_OUT_CATEGORIES
+    from .synthetic import HELDOUT_CATEGORIES, sample_root
+    from .synthetic.world_writer import world_demo_root
+    from .world_eval import is_world_root
+
+    name = resolve_profile(profile)
+    if name == "mini":
+        root, held_out = (Path(data_root) if data_root else world_demo_root()), tuple(HELDOUT_CATEGORIES)
+        text = f"the miniature world's held-out categories {list(held_out)} (128 px images, never trained on)"
+    else:
+        root = Path(data_root) if data_root else sample_root(signature=name == "tiny")
+        held_out = tuple(HELD_OUT_CATEGORIES)
+        text = (f"the embedded synthetic sample ({'signature' if name == 'tiny' else 'natural-colour'} defects, "
+                f"256 px), held-out categories {list(held_out)}")
+    if data_root:
+        text = f"DATA_ROOT {root.name} (the profile's held-out categories {list(held_out)})"
+    return CourseData(root=root, held_out=held_out, world=is_world_root(root), description=text)
+
+
+SAMPLE_LENGTHS: dict[str, Any] = dict(d_min=16.0, ring_radius=10, box_margin=6, secondary_ring=8,
+                                      min_component_area=16, gate_dilation=8)
+"""The course's PPG/CPS lengths in pixels of the 256-px synthetic sample (``tiny``, ``base``, ``paper``) [ours]."""
+_LENGTH_FIELDS = ("d_min", "ring_radius", "box_margin", "secondary_ring", "min_component_area", "gate_dilation")
+
+
+def course_lengths(profile: str, image_shape: tuple[int, ...], **given: Any) -> dict[str, Any]:
+    """PPG/CPS lengths in the shown image's own pixels, with PPG at the image's size (notebooks 03-06) [ours].
+
+    Returns Config fields: ``length_unit="original"``, ``ppg_resolution="original"`` and the six lengths
+    (``d_min``, ``ring_radius``, ``box_margin``, ``secondary_ring``, ``min_component_area``,
+    ``gate_dilation``). A length given (not None) wins. Otherwise, on the 256-px sample (``tiny``, ``base``,
+    ``paper``): :data:`SAMPLE_LENGTHS`; in ``mini``: the profile's own preset lengths, which live in SAM's
+    1024 frame (METHOD.md step 3, "PPG/CPS lengths live in SAM's 1024 frame"), converted to an image of
+    ``image_shape`` exactly as :func:`clipsam_lite.ppg.length_scale` does: times ``max(H, W) / 1024``
+    (areas times its square), so a 128-px world image gets ``d_min`` 128 / 8 = 16 px.
+    """
+    from .config import SAM_LENGTH_FRAME, get_config, resolve_profile
+
+    unknown = sorted(set(given) - set(_LENGTH_FIELDS))
+    if unknown:
+        raise ValueError(f"course_lengths: unknown length(s) {unknown}; known: {list(_LENGTH_FIELDS)}.")
+    if len(image_shape) < 2 or min(image_shape[:2]) < 1:
+        raise ValueError(f"course_lengths: image_shape must be (H, W, ...) with H, W >= 1, got {image_shape}.")
+    if resolve_profile(profile) == "mini":
+        preset, scale = get_config("mini"), max(image_shape[:2]) / SAM_LENGTH_FRAME
+        own = {f: getattr(preset, f) * (scale ** 2 if f == "min_component_area" else scale) for f in _LENGTH_FIELDS}
+        own = {f: (float(v) if f == "d_min" else max(int(round(v)), 1)) for f, v in own.items()}
+    else:
+        own = dict(SAMPLE_LENGTHS)
+    own.update({k: v for k, v in given.items() if v is not None})
+    return {"length_unit": "original", "ppg_resolution": "original", **own}
 
 
 # ------------------------------------------------------------------------------------------------
@@ -148,18 +234,26 @@ def course_adapter(models: Any, cfg: Config, adapter_path: str | Path | None = N
                    log: Any = print) -> tuple[Any | None, Config, str]:
     """The CLIP head for notebooks 04-06: ``(adapter or None, cfg with the head set, where it came from)``.
 
-    In order: ``adapter_path`` when given; in ``tiny``, the synthetic-sample adapter (trained and cached
-    on first use, so the result does not depend on which notebook ran first); the adapter notebook 01
-    saved for this profile (:func:`course_adapter_path`); otherwise CLIP's training-free head, and ``log`` says so rather than falling back silently.
+    In order: ``adapter_path`` when given; in ``tiny``, the synthetic-sample adapter, and in ``mini`` the
+    miniature world's adapter (:func:`clipsam_lite.demo.world_demo_adapter`, the one ``demo`` uses; trained
+    on the world's auxiliary categories), each trained and cached on first use, so the result does not
+    depend on which notebook ran first; the adapter notebook 01 saved for this profile
+    (:func:`course_adapter_path`); otherwise CLIP's training-free head, and ``log`` says so rather than
+    falling back silently.
     """
     from .adapter import load_adapter
-    from .demo import synthetic_adapter
+    from .demo import synthetic_adapter, world_demo_adapter
 
     if adapter_path:
         return load_adapter(adapter_path, models, cfg), cfg.replace(head="adapter"), f"adapter file {adapter_path}"
     if models.profile == "tiny":  # random backbones: the signature-sample adapter, the same on every run order
         return synthetic_adapter(models, cfg.replace(head="adapter"), log=None), cfg.replace(head="adapter"), \
             "the synthetic sample's adapter (trained on the auxiliary categories, cached)"
+    if models.profile == "mini":  # the data is the world (course_data): its adapter, as `demo` uses it
+        from .synthetic import AUX_CATEGORIES
+
+        return world_demo_adapter(models, cfg.replace(head="adapter"), log=None), cfg.replace(head="adapter"), \
+            f"the miniature world's adapter (trained on its auxiliary categories {list(AUX_CATEGORIES)}, cached)"
     saved = course_adapter_path(models.profile)
     if saved.is_file():
         try:
@@ -217,9 +311,12 @@ def cascade_example(profile: str, category: str = "tablet", defect: str = "hole"
                     log: Any = print, **cfg_fields: Any) -> CascadeExample:
     """Load the models, pick one test image, and run steps 1-3: ``S_a`` (01), SAM's embedding (02), PPG (03).
 
-    ``cfg_fields`` override the profile's Config (e.g. ``tau=0.5, d_min=16.0``). When PPG finds no
-    anomalous region (``M_apa`` empty, e.g. a training-free map below ``tau``), the 99th percentile of
-    ``S_a`` is used instead and ``log`` says so [ours]. The cascade itself is left to the notebook.
+    The image is the first ``defect`` test image of ``category`` in the profile's data (:func:`course_data`:
+    the world demo in ``mini``, the 256-px sample otherwise; ``data_root`` wins). ``cfg_fields`` override
+    the profile's Config (e.g. ``tau=0.5, d_min=16.0``); lengths are in the shown image's pixels and PPG
+    runs at its size (:func:`course_lengths`: a length left out or None is the profile's own). When PPG
+    finds no anomalous region (``M_apa`` empty, e.g. a training-free map below ``tau``), the 99th
+    percentile of ``S_a`` is used instead and ``log`` says so [ours]. The cascade itself is left to the notebook.
     """
     from .clip_maps import anomaly_maps, object_name_for
     from .config import get_config
@@ -227,21 +324,18 @@ def cascade_example(profile: str, category: str = "tablet", defect: str = "hole"
     from .models import load_models
     from .ppg import generate_prompts
     from .sam_features import embed_image, predictor_for
-    from .synthetic import sample_root
 
+    data = course_data(profile, data_root)
+    found = [it for it in load_dataset("mvtec", data.root, category) if it.defect_type == defect]
+    if not found:
+        raise ValueError(f"No test image of defect type {defect!r} in category {category!r} under {data.root}; "
+                         "pick a defect type the category has (see notebook 00's grid).")
+    item = found[0]
+    image, gt = _crop_rows(item, crop_fraction)
+    lengths = course_lengths(profile, image.shape, **{k: cfg_fields.pop(k) for k in _LENGTH_FIELDS if k in cfg_fields})
     models = load_models(profile, seed=seed)
-    # the notebooks give their lengths in the 256-px sample's own pixels, and PPG runs at the image's size
-    lengths = dict(length_unit="original", ppg_resolution="original", secondary_ring=8, min_component_area=16,
-                   gate_dilation=8)
     cfg = get_config(profile, seed=seed, **{**lengths, **cfg_fields})
     adapter, cfg, head = course_adapter(models, cfg, adapter_path, log=log)
-    root = data_root or sample_root(signature=models.profile == "tiny")
-    items = [it for it in load_dataset("mvtec", root, category) if it.defect_type == defect]
-    if not items:
-        raise ValueError(f"No test image of defect type {defect!r} in category {category!r} under {root}; "
-                         "pick a defect type the category has (see notebook 00's grid).")
-    item = items[0]
-    image, gt = _crop_rows(item, crop_fraction)
     object_name = object_name_for(item.category)
     clip = anomaly_maps(models, [image], object_name, cfg, adapter=adapter)  # step 1 (notebook 01)
     s_a = clip.maps[0]

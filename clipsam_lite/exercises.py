@@ -527,7 +527,9 @@ EXERCISES: dict[str, Exercise] = {e.id: e for e in [
        "tight box [60, 2, 63, 5], then the margin, then clipping"),
     _E("06.2", "'up', 'down' or 'same'", _fusion_mask_effect,
        "fusion='mask' replaces S_a by 0/1: every pixel inside M3 ties with every other, outside too, so AUROC "
-       "can only count the mask's two levels; gate keeps CLIP's ranking inside M3.",
+       "can only count the mask's two levels; gate keeps CLIP's ranking inside M3 (outside M3 both are 0). They "
+       "differ only where M3 holds defect and normal pixels: an M3 entirely inside the defect leaves nothing to rank, "
+       "and the AUROC stays the same.",
        "metrics.pixel_auroc of fuse(...) for both modes on this image"),
     _E("06.3", "an int (SAM encoder passes)", _normal_encoder_passes,
        "M_apa is empty, so there are no prompts: SAM is skipped entirely and the final map is S_a.",
@@ -546,7 +548,8 @@ EXERCISES: dict[str, Exercise] = {e.id: e for e in [
        "batch); the output folder is where the cache lives, not an input.",
        "evaluate's entry_key of a changed setup"),
     _E("07.4", "an int (0, 1, 2 or 3)", _best_stages,
-       "Read the stage curve; stage 0 is S_a alone. With a trained SAM the masks sharpen stage by stage; with "
+       "Read the stage curve; stage 0 is S_a alone. With a real SAM the masks sharpen stage by stage (the paper's "
+       "Figure 3); mini-SAM's model card measures no IoU gain on average, so on a few images either way can win; with "
        "random backbones anything goes.", "compare the rows of the default strategy and fusion"),
     # 08: figures
     _E("08.1", "a point (x, y)", lambda: _naive_tie(),

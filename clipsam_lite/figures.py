@@ -118,18 +118,13 @@ def sample_items(profile: str, per_category: int = 2, seed: int = 0) -> list[Any
 
     The tiny profile reads the ``signature`` sample (the one signal random backbones can carry), the
     mini profile the miniature world's held-out categories (:func:`~clipsam_lite.synthetic.world_demo_root`),
-    the real profiles the natural-colour sample.
+    the real profiles the natural-colour sample: :func:`clipsam_lite.course.course_data`, as notebooks 02-07.
     """
+    from .course import course_data
     from .datasets import load_dataset
-    from .demo import HELD_OUT_CATEGORIES
-    from .synthetic import HELDOUT_CATEGORIES, sample_root
-    from .synthetic.world_writer import world_demo_root
 
-    if profile == "mini":
-        root, held_out = world_demo_root(), HELDOUT_CATEGORIES
-    else:
-        root, held_out = sample_root(signature=profile == "tiny"), HELD_OUT_CATEGORIES
-    ds = load_dataset("mvtec", root, category=list(held_out), split="test")
+    data = course_data(profile)
+    ds = load_dataset("mvtec", data.root, category=list(data.held_out), split="test")
     return select_items(ds, per_category=per_category, seed=seed)
 
 

@@ -107,6 +107,15 @@ def test_select_items_is_seeded_distinct_types_and_interleaved():
         F.select_items(ds, per_category=0)
 
 
+def test_sample_items_show_each_profiles_course_data():
+    """mini: the world demo's held-out categories at 128 px; tiny: the signature sample's (course.course_data)."""
+    mini = F.sample_items("mini", per_category=1)
+    assert sorted(it.category for it in mini) == ["gear", "marble", "tablet", "weave"]
+    assert all(it.image.shape == (128, 128, 3) and it.label == 1 and it.mask.any() for it in mini)
+    tiny = F.sample_items("tiny", per_category=1)
+    assert sorted(it.category for it in tiny) == ["disc", "tablet"] and all(it.image.shape[0] == 256 for it in tiny)
+
+
 # ------------------------------------------------------------------------------------------------
 # Deterministic files and the tiny label
 # ------------------------------------------------------------------------------------------------
