@@ -30,9 +30,11 @@ def _load(weights: str | None):
 
     if weights is None:
         return load_sam("mini")
-    sam = build_sam("mini")
     state = torch.load(weights, map_location="cpu", weights_only=False)
-    sam.load_state_dict(state["model"] if "model" in state else state)
+    state = state["model"] if "model" in state else state
+    # the token grid says which architecture: 16 x 16 (tiny, the first stage of the recipe) or 32 x 32 (mini)
+    sam = build_sam("mini" if state["image_encoder.pos_embed"].shape[1] == 32 else "tiny")
+    sam.load_state_dict(state)
     return sam.eval()
 
 

@@ -167,7 +167,9 @@ def _cmd_pretrain(args: argparse.Namespace) -> int:
     if args.target == "sam":
         from .pretrain.sam import pretrain_sam_command
 
-        pretrain_sam_command(args.out, args.steps, args.seed, threads=args.threads)
+        pretrain_sam_command(args.out, args.steps, args.seed, threads=args.threads, arch=args.arch, lr=args.lr,
+                             warmup=args.warmup, world_share=args.world_share, warm_start=args.warm_start,
+                             stop_at=args.stop_at)
         return 0
     raise ValueError(f"pretrain: unknown target {args.target!r}; this version can pretrain: clip, sam.")
 
@@ -261,6 +263,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dense-pos-weight", type=float, default=3.0,
                    help="weight of a defect patch in the dense term (default 3, the shipped recipe; 0: class-balanced)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--arch", default="mini", help="sam: tiny (16 x 16 tokens) or mini (32 x 32, the shipped one)")
+    p.add_argument("--lr", type=float, default=None, help="sam: peak learning rate (default 1e-3)")
+    p.add_argument("--warmup", type=int, default=None, help="sam: warm-up steps (default 100)")
+    p.add_argument("--world-share", type=float, default=None,
+                   help="sam: share of world scenes in a batch, the rest random shapes (default 0.5)")
+    p.add_argument("--warm-start", default=None,
+                   help="sam: start a new run from this checkpoint, grown to --arch's token grid (see MODEL_CARD.md)")
+    p.add_argument("--stop-at", type=int, default=None,
+                   help="sam: stop at this step, keeping the schedule of --steps (resume later)")
 
     p = sub.add_parser("segment", help="the method on one image: maps, masks, overlays and result.json")
     p.add_argument("image", help="an image file (any of PNG/JPEG/BMP/TIFF; grayscale, RGBA, 16-bit are converted)")

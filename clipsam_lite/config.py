@@ -362,8 +362,9 @@ _PRESETS: dict[str, dict[str, Any]] = {
         d_min=96.0, ring_radius=48, box_margin=24, secondary_ring=32, min_component_area=256, gate_dilation=32,
     ),
     # mini: the shipped mini-CLIP (128 px, patch 8 -> 16 x 16 grid, 4 blocks) on 128 px world images and the
-    # shipped mini-SAM (256 px input, 16 x 16 cells of 16 px = 8 px of a 128 px image): d_min = 2 cells,
-    # ring_radius = box_margin = 1 cell or less, so prompts land in distinct cells [ours]
+    # shipped mini-SAM (256 px input, 32 x 32 cells of 8 px = 4 px of a 128 px image): d_min = 2 CLIP patches
+    # (4 SAM cells), ring_radius = 1 CLIP patch, box_margin = half of one, so prompts land in distinct cells;
+    # chosen for the first mini-SAM's 16 x 16 grid and kept when its grid was grown to 32 x 32 [ours]
     "mini": dict(
         clip_model="clipsam-mini-vit", clip_pretrained="shipped", clip_image_size=128,
         clip_layers=(1, 2, 3, 4), sam_model="mini", smoothing_sigma=2.0, resolution=128, batch_size=16,

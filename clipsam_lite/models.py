@@ -92,14 +92,16 @@ SAM_ARCHS: dict[str, SamArch] = {
     "vit_h": SamArch(1280, 32, 16, (7, 15, 23, 31)),
     "vit_l": SamArch(1024, 24, 16, (5, 11, 17, 23)),
     "vit_b": SamArch(768, 12, 12, (2, 5, 8, 11)),
-    # [ours] A small SAM for CI: same classes, 256 px input -> 16 x 16 embedding, 64 x 64 low-res logits.
+    # [ours] A small SAM for CI, and the first stage of the mini-SAM's recipe: same classes, 256 px input ->
+    # 16 x 16 embedding, 64 x 64 low-res logits.
     "tiny": SamArch(96, 2, 2, (1,), img_size=256, window_size=8, prompt_embed_dim=64,
                     decoder_mlp_dim=256, decoder_num_heads=4, iou_head_hidden_dim=64),
     # [ours] The mini profile's SAM, pretrained on the synthetic world (clipsam_lite/weights/mini_sam/).
-    # Same numbers as tiny: measured on 2 shared cores, 16 x 16 cells cost ~0.5 CPU-s a training step
-    # against ~1.2 (24 x 24, 384 px) and ~2.1 (32 x 32, patch 8); the finer grids lift the low-res cap on
-    # cracks (0.26 -> 0.59 / 0.81) but leave 2-4 x fewer steps in a session's CPU budget.
-    "mini": SamArch(96, 2, 2, (1,), img_size=256, window_size=8, prompt_embed_dim=64,
+    # The tiny numbers with 8-px patches: 32 x 32 tokens, 128 x 128 low-res logits. Measured on 88 prompted
+    # world defects, the 16 x 16 grid reached IoU 0.42 (0.24 on defects of about one token) after 8,000
+    # steps; grown to 32 x 32 (pretrain/sam_grow.py) it scored 0.51 before any further training, and 0.58
+    # after 2,800 more steps at ~1.6 CPU-s each (against ~0.6 on the 16 x 16 grid); see MODEL_CARD.md.
+    "mini": SamArch(96, 2, 2, (1,), img_size=256, patch_size=8, window_size=8, prompt_embed_dim=64,
                     decoder_mlp_dim=256, decoder_num_heads=4, iou_head_hidden_dim=64),
 }
 
@@ -128,7 +130,7 @@ _WEIGHTS = Path(__file__).resolve().parent / "weights"
 SHIPPED_SAM_WEIGHTS: dict[str, dict[str, str]] = {
     # [ours] trained by `python -m clipsam_lite pretrain sam` on the synthetic world; see MODEL_CARD.md beside it.
     "mini": {"file": "mini_sam/mini_sam.safetensors",
-             "sha256": "ebfe9533a72253ebeb0b1b4eaf8d03ec1034e0671d3aa0f5ff017d1bcb94e068"},
+             "sha256": "d31677e6814400ca8b074bf7d65b6ff9ddbb074eba83e26f6f45bc5b0569aca3"},
 }
 """SAM weights that ship inside the package (safetensors, fp16), with their SHA-256."""
 

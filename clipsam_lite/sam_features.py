@@ -14,7 +14,7 @@ Frames (SAM's own geometry, ``segment_anything.utils.transforms.ResizeLongestSid
   ``ResizeLongestSide.apply_coords`` uses them.
 - **padded square**: ``img_size x img_size``; the resized image sits at the top-left, zeros (after
   normalisation) to the bottom and right. The padding is not image.
-- **grid**: the encoder output, ``C x h x w`` (64 x 64 for the real SAMs, 16 x 16 for tiny); cell
+- **grid**: the encoder output, ``C x h x w`` (64 x 64 for the real SAMs, 16 x 16 for tiny, 32 x 32 for mini); cell
   ``(gx, gy)`` sees the padded square's pixels ``[gx*p, (gx+1)*p) x [gy*p, (gy+1)*p)``, ``p = img_size / w``.
   Only cells ``gx < valid_grid[1]``, ``gy < valid_grid[0]`` touch the image; the others are pure padding.
 

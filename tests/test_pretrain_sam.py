@@ -33,8 +33,9 @@ def perturbed_sam():
     return sam.eval()
 
 
-def _batch(rows):
-    """rows: (points list, labels list, box or None, mask or None); points padded with label -1."""
+def _batch(rows, side):
+    """rows: (points list, labels list, box or None, mask or None); points padded with label -1; ``side``: the
+    low-res logits' side (mask inputs of absent rows)."""
     p_max = max(len(r[1]) for r in rows) + 1
     coords = torch.full((len(rows), p_max, 2), 7.0)
     labels = torch.full((len(rows), p_max), -1)
@@ -44,7 +45,7 @@ def _batch(rows):
             coords[i, p_max - len(pts) + j] = torch.tensor(p, dtype=torch.float32)
             labels[i, p_max - len(pts) + j] = lb
     boxes = torch.tensor(np.stack([r[2] if r[2] is not None else np.zeros(4) for r in rows]), dtype=torch.float32)
-    masks = torch.tensor(np.stack([r[3] if r[3] is not None else np.zeros((1, 64, 64)) for r in rows]),
+    masks = torch.tensor(np.stack([r[3] if r[3] is not None else np.zeros((1, side, side)) for r in rows]),
                          dtype=torch.float32)
     return PromptBatch(coords, labels, boxes, torch.tensor([r[2] is not None for r in rows]), masks,
                        torch.tensor([r[3] is not None for r in rows]), torch.zeros(len(rows), dtype=torch.long))
@@ -55,7 +56,8 @@ def test_batched_decoder_equals_sam_predictor(perturbed_sam):
     image = world_scene("disc", 1).image
     emb = embed_image(perturbed_sam, image)
     predictor = predictor_for(perturbed_sam, emb)
-    mask_in = np.random.default_rng(0).normal(0, 3, (1, 64, 64)).astype(np.float32)
+    side = 4 * perturbed_sam.prompt_encoder.image_embedding_size[0]  # the low-res logits (128 for the mini)
+    mask_in = np.random.default_rng(0).normal(0, 3, (1, side, side)).astype(np.float32)
     rows = [
         ([[100, 120]], [1], None, None),
         ([[100, 120], [30, 40]], [1, 0], None, None),
@@ -65,7 +67,7 @@ def test_batched_decoder_equals_sam_predictor(perturbed_sam):
         ([[10, 200], [60, 70], [200, 10]], [1, 1, 0], None, mask_in),
     ]
     with torch.inference_mode():
-        low, iou = decode_batch(perturbed_sam, emb.features[None], _batch(rows))
+        low, iou = decode_batch(perturbed_sam, emb.features[None], _batch(rows, side))
         for i, (pts, lab, box, m) in enumerate(rows):
             _, ref_iou, ref_low = predictor.predict(
                 point_coords=np.array(pts, np.float32) if pts else None, point_labels=np.array(lab) if lab else None,
@@ -227,3 +229,81 @@ def test_resuming_with_another_architecture_is_refused(tmp_path):
     torch.save({"config": {"arch": "tiny"}}, tmp_path / "last.pt")
     with pytest.raises(ValueError, match="trained with arch 'tiny'"):
         train_sam(tmp_path, SamTrainConfig(arch="mini", steps=1), log=lambda *_: None)
+
+
+def test_growing_the_token_grid_keeps_every_learned_weight():
+    """tiny (16 x 16 tokens) -> mini (32 x 32): grid-independent tensors are copied bit for bit, the patch
+    kernel keeps its response to a flat patch, the position grid keeps its corners, other widths are refused."""
+    from clipsam_lite.models import build_sam
+    from clipsam_lite.pretrain.sam_grow import grow_sam_state
+
+    torch.manual_seed(0)
+    src = build_sam("tiny")
+    with torch.no_grad():
+        for p in src.parameters():
+            p.add_(torch.randn_like(p) * 0.02)
+    dst = build_sam("mini")
+    assert src.prompt_encoder.image_embedding_size == (16, 16) and dst.prompt_encoder.image_embedding_size == (32, 32)
+    grown = grow_sam_state(src.state_dict(), dst)
+    dst.load_state_dict(grown)
+    a, b = src.state_dict(), dst.state_dict()
+    changed = sorted(k for k in a if a[k].shape != b[k].shape)
+    assert changed == ["image_encoder.blocks.1.attn.rel_pos_h", "image_encoder.blocks.1.attn.rel_pos_w",
+                       "image_encoder.patch_embed.proj.weight", "image_encoder.pos_embed"]
+    assert all(torch.equal(a[k], b[k]) for k in a if k not in changed)
+    # a smooth kernel (as trained ones are) keeps its response to a flat patch, sum(kernel) * value, to ~1 %
+    smooth = torch.nn.functional.interpolate(torch.randn(96, 3, 4, 4), size=(16, 16), mode="bilinear")
+    state = {**a, "image_encoder.patch_embed.proj.weight": smooth}
+    g = grow_sam_state(state, dst)["image_encoder.patch_embed.proj.weight"]
+    assert g.shape == (96, 3, 8, 8)
+    err = (g.sum((1, 2, 3)) - smooth.sum((1, 2, 3))).abs()
+    assert err.max() <= 0.02 * smooth.sum((1, 2, 3)).abs().mean(), err.max()
+    pe_a, pe_b = a["image_encoder.pos_embed"], b["image_encoder.pos_embed"]
+    assert torch.corrcoef(torch.stack([pe_b[0, ::2, ::2].flatten(), pe_a[0].flatten()]))[0, 1] > 0.9
+    with pytest.raises(ValueError, match="unexpected"):
+        grow_sam_state({**a, "extra.weight": torch.zeros(1)}, dst)
+    with pytest.raises(ValueError, match="Cannot grow image_encoder.neck"):
+        grow_sam_state({**a, "image_encoder.neck.0.weight": torch.zeros(64, 48, 1, 1)}, dst)
+
+
+def test_warm_start_begins_a_new_run_from_the_grown_model(tmp_path):
+    from clipsam_lite.models import build_sam
+
+    src = build_sam("tiny")
+    torch.save({"model": src.state_dict(), "step": 7, "cpu_seconds": 60.0}, tmp_path / "coarse.pt")
+    scene = world_scene("disc", 0)
+    fixed = TrainScene(scene.image, scene.targets, scene.parents, scene.kinds, scene.source)
+    cfg = SamTrainConfig(arch="mini", steps=10, batch_images=1, targets_per_image=1, new_scenes_per_step=1,
+                         warmup=1, pass_probs=(1.0, 0.0, 0.0), warm_start=str(tmp_path / "coarse.pt"))
+    import clipsam_lite.pretrain.sam as trainer
+
+    real = trainer.ScenePool.__init__
+    trainer.ScenePool.__init__ = lambda self, c, render=None: real(self, c, render=lambda *a: fixed)
+    lines: list[str] = []
+    try:
+        train_sam(tmp_path / "run", cfg, log=lines.append, stop_at=2)
+    finally:
+        trainer.ScenePool.__init__ = real
+    assert any("Warm start" in s and "32-token grid" in s for s in lines), lines
+    state = torch.load(tmp_path / "run" / "last.pt", weights_only=False)
+    assert state["step"] == 2 and state["cpu_seconds"] > 60.0  # stopped early; the coarse run's CPU counted
+    assert state["config"]["loss_res"] == 128  # the mini's 128 x 128 low-res logits
+    key = "mask_decoder.output_upscaling.0.weight"
+    trained, coarse = state["model"][key], src.state_dict()[key]
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(cfg.seed)
+        fresh = build_sam("mini").state_dict()[key]  # what the run would have started from without the warm start
+    assert (trained - coarse).abs().mean() < 0.1 * (trained - fresh).abs().mean()
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--lr", "0"], "--lr must be in (0, 1]"), (["--world-share", "1.5"], "--world-share must be in [0, 1]"),
+    (["--arch", "vit_h"], "--arch must be tiny or mini"), (["--stop-at", "0"], "--stop-at must be >= 1"),
+    (["--warm-start", "absent.pt"], "no such checkpoint file"),
+])
+def test_cli_refuses_bad_sam_settings_before_any_work(tmp_path, capsys, flags, message):
+    from clipsam_lite.__main__ import main
+
+    assert main(["pretrain", "sam", "--out", str(tmp_path / "run"), *flags]) == 2
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()

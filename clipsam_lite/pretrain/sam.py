@@ -57,15 +57,19 @@ class SamTrainConfig:
     """Scenes rendered per step; the other slots reuse recent scenes (rendering costs as much as a step)."""
     pool_window: int = 160
     """Batch slots draw from the last ``pool_window`` rendered scenes."""
-    loss_res: int = 64
-    """Side at which the loss compares logits with area-fraction targets (64 = the mini's low-res logits:
-    measured 0.40 against 0.55 CPU-s a step at 128 and 1.5 at 256)."""
+    loss_res: int | None = None
+    """Side at which the loss compares logits with area-fraction targets; ``None``: the architecture's
+    low-res logits (4 x its token grid: 64 for ``tiny``, 128 for ``mini``). On the 16 x 16 grid, 64 was
+    measured at 0.40 CPU-s a step against 0.55 at 128 and 1.5 at 256."""
     pass_probs: tuple[float, float, float] = (0.25, 0.35, 0.4)
     own_box_prob: float = 0.5
     checkpoint_every: int = 50
     eval_every: int = 250
     log_every: int = 25
     eval_images: int = 8
+    warm_start: str | None = None
+    """A checkpoint of a SAM of the same width and depth on another token grid to start from
+    (:func:`.sam_grow.grow_sam_state`); used only when ``out`` holds no ``last.pt`` yet."""
     extra: dict = field(default_factory=dict)
 
 
@@ -284,9 +288,14 @@ def _save_atomic(obj: dict, path: Path) -> None:
     os.replace(tmp, path)
 
 
-def train_sam(out: str | Path, cfg: SamTrainConfig, *, log=print, evaluate=None, threads: int = 1) -> Path:
+def train_sam(out: str | Path, cfg: SamTrainConfig, *, log=print, evaluate=None, threads: int = 1,
+              stop_at: int | None = None) -> Path:
     """Train (or resume) into ``out``: ``last.pt`` (checkpoint), ``metrics.jsonl`` (one line per 25 steps),
     ``snapshots/stepNNNNNN.pt`` (the model every ``eval_every`` steps, for the curve of the targets).
+
+    ``stop_at`` ends the run at that step with the learning-rate schedule of ``cfg.steps`` (a later run
+    may resume it, with the same or another schedule). A new run with ``cfg.warm_start`` starts from that
+    checkpoint's model grown to ``cfg.arch``'s token grid, at step 0, its CPU time carried over.
 
     ``evaluate(sam) -> dict`` (optional) runs every ``cfg.eval_every`` steps on held-out scenes; its
     numbers go to ``metrics.jsonl`` beside the CPU time, so the curve of each target can be drawn.
@@ -302,9 +311,19 @@ def train_sam(out: str | Path, cfg: SamTrainConfig, *, log=print, evaluate=None,
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(cfg.seed)
         sam = build_sam(cfg.arch)
+    if cfg.loss_res is None:
+        cfg.loss_res = 4 * int(sam.prompt_encoder.image_embedding_size[0])
     opt = torch.optim.AdamW(sam.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     step, cpu = 0, 0.0
-    if ckpt_path.is_file():
+    if not ckpt_path.is_file() and cfg.warm_start:
+        from .sam_grow import grow_sam_state
+
+        src = torch.load(cfg.warm_start, map_location="cpu", weights_only=False)
+        sam.load_state_dict(grow_sam_state(src["model"], sam))
+        cpu = float(src.get("cpu_seconds", 0.0))
+        log(f"Warm start from {cfg.warm_start} (step {src.get('step')}, {cpu / 60:.1f} CPU-minutes), grown to "
+            f"{cfg.arch!r}'s {sam.prompt_encoder.image_embedding_size[0]}-token grid.")
+    elif ckpt_path.is_file():
         state = torch.load(ckpt_path, map_location="cpu", weights_only=False)
         if state["config"]["arch"] != cfg.arch:
             raise ValueError(f"{ckpt_path} was trained with arch {state['config']['arch']!r}, not {cfg.arch!r}: "
@@ -319,9 +338,10 @@ def train_sam(out: str | Path, cfg: SamTrainConfig, *, log=print, evaluate=None,
     metrics = open(out / "metrics.jsonl", "a")
     step_start, cpu_start = step, cpu
     last_loss: list[float] = []
-    bar = tqdm(total=cfg.steps, initial=step, desc="pretrain sam", mininterval=10)
+    end = cfg.steps if stop_at is None else min(cfg.steps, stop_at)
+    bar = tqdm(total=end, initial=step, desc="pretrain sam", mininterval=10)
     try:
-        while step < cfg.steps:
+        while step < end:
             t0 = time.process_time()
             for g in opt.param_groups:
                 g["lr"] = lr_at(step, cfg)
@@ -342,11 +362,11 @@ def train_sam(out: str | Path, cfg: SamTrainConfig, *, log=print, evaluate=None,
                 row = {"step": step, "cpu_s": round(cpu, 1), "wall": time.strftime("%H:%M:%S"), "lr": lr_at(step, cfg),
                        "loss": float(np.mean(last_loss[-cfg.log_every:])), "iou_first": stats["iou_first"],
                        "iou_last": stats["iou_last"]}
-            if step % cfg.eval_every == 0 or step == cfg.steps:  # a snapshot per point of the curve
+            if step % cfg.eval_every == 0 or step == end:  # a snapshot per point of the curve
                 (out / "snapshots").mkdir(exist_ok=True)
                 _save_atomic({"model": sam.state_dict(), "step": step, "cpu_seconds": cpu},
                              out / "snapshots" / f"step{step:06d}.pt")
-            if evaluate is not None and (step % cfg.eval_every == 0 or step == cfg.steps):
+            if evaluate is not None and (step % cfg.eval_every == 0 or step == end):
                 sam.eval()
                 te = time.process_time()
                 row = {**(row or {"step": step, "cpu_s": round(cpu, 1)}), "eval": evaluate(sam),
@@ -356,7 +376,7 @@ def train_sam(out: str | Path, cfg: SamTrainConfig, *, log=print, evaluate=None,
             if row is not None:
                 metrics.write(json.dumps(row) + "\n")
                 metrics.flush()
-            if step % cfg.checkpoint_every == 0 or step == cfg.steps:
+            if step % cfg.checkpoint_every == 0 or step == end:
                 _save_atomic({"model": sam.state_dict(), "optimizer": opt.state_dict(), "step": step,
                               "cpu_seconds": cpu, "config": asdict(cfg)}, ckpt_path)
     finally:
@@ -367,17 +387,31 @@ def train_sam(out: str | Path, cfg: SamTrainConfig, *, log=print, evaluate=None,
     return ckpt_path
 
 
-def pretrain_sam_command(out: str, steps: int | None, seed: int, threads: int = 1, evaluate_every: int | None = None
+def pretrain_sam_command(out: str, steps: int | None, seed: int, threads: int = 1, evaluate_every: int | None = None,
+                         *, arch: str = "mini", lr: float | None = None, warmup: int | None = None,
+                         world_share: float | None = None, warm_start: str | None = None, stop_at: int | None = None
                          ) -> Path:
-    """``python -m clipsam_lite pretrain sam --out DIR [--steps N] [--seed S]``."""
-    cfg = SamTrainConfig(seed=seed)
-    if steps is not None:
-        if steps < 1:
-            raise ValueError(f"--steps must be >= 1, got {steps}.")
-        cfg.steps = steps
-    if evaluate_every is not None:
-        cfg.eval_every = evaluate_every
-    return train_sam(out, cfg, threads=threads)
+    """``python -m clipsam_lite pretrain sam --out DIR [--steps N] [--seed S] [--arch A] [--lr LR] [--warmup W]
+    [--world-share P] [--warm-start CKPT] [--stop-at K]``; every value is checked before any work."""
+    if arch not in ("tiny", "mini"):
+        raise ValueError(f"--arch must be tiny or mini (the small SAMs this package pretrains), got {arch!r}.")
+    for flag, v, lo in (("--steps", steps, 1), ("--stop-at", stop_at, 1), ("--warmup", warmup, 0)):
+        if v is not None and v < lo:
+            raise ValueError(f"{flag} must be >= {lo}, got {v}.")
+    if lr is not None and not (math.isfinite(lr) and 0 < lr <= 1):
+        raise ValueError(f"--lr must be in (0, 1], got {lr}.")
+    if world_share is not None and not (math.isfinite(world_share) and 0 <= world_share <= 1):
+        raise ValueError(f"--world-share must be in [0, 1] (the share of world scenes; the rest are shapes), got "
+                         f"{world_share}.")
+    if warm_start is not None and not Path(warm_start).is_file():
+        raise ValueError(f"--warm-start {warm_start}: no such checkpoint file (a last.pt or snapshots/stepN.pt "
+                         f"of a `pretrain sam` run).")
+    cfg = SamTrainConfig(seed=seed, arch=arch)
+    for name, v in (("steps", steps), ("lr", lr), ("warmup", warmup), ("world_share", world_share),
+                    ("warm_start", warm_start), ("eval_every", evaluate_every)):
+        if v is not None:
+            setattr(cfg, name, v)
+    return train_sam(out, cfg, threads=threads, stop_at=stop_at)
 
 
 def export_sam_weights(checkpoint: str | Path, out_file: str | Path) -> str:
