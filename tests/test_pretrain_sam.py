@@ -288,6 +288,7 @@ def test_warm_start_begins_a_new_run_from_the_grown_model(tmp_path):
     state = torch.load(tmp_path / "run" / "last.pt", weights_only=False)
     assert state["step"] == 2 and state["cpu_seconds"] > 60.0  # stopped early; the coarse run's CPU counted
     assert state["config"]["loss_res"] == 128  # the mini's 128 x 128 low-res logits
+    assert cfg.loss_res is None  # resolved on train_sam's own copy: the caller's config is unchanged
     key = "mask_decoder.output_upscaling.0.weight"
     trained, coarse = state["model"][key], src.state_dict()[key]
     with torch.random.fork_rng(devices=[]):
@@ -307,3 +308,17 @@ def test_cli_refuses_bad_sam_settings_before_any_work(tmp_path, capsys, flags, m
     assert main(["pretrain", "sam", "--out", str(tmp_path / "run"), *flags]) == 2
     assert message in capsys.readouterr().err
     assert not (tmp_path / "run").exists()
+
+
+def test_a_damaged_or_foreign_checkpoint_is_named_with_the_fix(tmp_path):
+    from clipsam_lite.pretrain.sam import export_sam_weights
+
+    half = tmp_path / "half.pt"
+    half.write_bytes(b"PK\x03\x04 not really a checkpoint")
+    with pytest.raises(ValueError, match="cannot be read as a checkpoint.*another snapshot"):
+        train_sam(tmp_path / "run", SamTrainConfig(arch="mini", steps=1, warm_start=str(half)), log=lambda *_: None)
+    foreign = tmp_path / "foreign.pt"
+    torch.save({"weights": 1}, foreign)
+    with pytest.raises(ValueError, match=r"not a checkpoint of `pretrain sam` \(no \['model'\] entry\)"):
+        export_sam_weights(foreign, tmp_path / "x.safetensors")
+    assert not (tmp_path / "x.safetensors").exists()

@@ -26,7 +26,7 @@ import json
 import math
 import os
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -37,7 +37,8 @@ from ..synthetic.scenes import rng_for
 from .sam_batch import PromptBatch, assign_nested, decode_batch, mask_losses
 from .sam_data import Prompt, TrainScene, correction_point, first_prompt, own_box, training_scene
 
-__all__ = ["SamTrainConfig", "ScenePool", "train_sam", "pack_scene", "unpack_scene", "lr_at", "export_sam_weights"]
+__all__ = ["SamTrainConfig", "ScenePool", "train_sam", "pack_scene", "unpack_scene", "lr_at", "export_sam_weights",
+           "load_checkpoint"]
 
 
 @dataclass
@@ -282,6 +283,26 @@ def train_step(sam: torch.nn.Module, scenes: list[TrainScene], step: int, cfg: S
 # The loop
 # --------------------------------------------------------------------------------------------------
 
+def load_checkpoint(path: str | Path, what: str, needs: tuple[str, ...] = ("model",)) -> dict:
+    """A ``pretrain sam`` checkpoint or snapshot (a dict holding the entries ``needs``), or a ``ValueError``
+    that names the file, says what is wrong with it and what to do (``what``: where it was given)."""
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as e:  # truncated, not a torch file, a folder...
+        raise ValueError(f"{what} {path}: cannot be read as a checkpoint ({type(e).__name__}: {str(e)[:120]}); "
+                         "it may be damaged or half-written: use another snapshot (snapshots/stepN.pt) or start "
+                         "a new --out.") from None
+    _require(state, needs, what, path)
+    return state
+
+
+def _require(state: object, needs: tuple[str, ...], what: str, path: str | Path) -> None:
+    missing = [k for k in needs if not isinstance(state, dict) or k not in state]
+    if missing:
+        raise ValueError(f"{what} {path}: not a checkpoint of `pretrain sam` (no {missing} entry); give a run's "
+                         "last.pt or one of its snapshots/stepN.pt.")
+
+
 def _save_atomic(obj: dict, path: Path) -> None:
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     torch.save(obj, tmp)
@@ -311,23 +332,24 @@ def train_sam(out: str | Path, cfg: SamTrainConfig, *, log=print, evaluate=None,
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(cfg.seed)
         sam = build_sam(cfg.arch)
-    if cfg.loss_res is None:
-        cfg.loss_res = 4 * int(sam.prompt_encoder.image_embedding_size[0])
+    if cfg.loss_res is None:  # the arch's low-res logits; the caller's config is left as it was
+        cfg = replace(cfg, loss_res=4 * int(sam.prompt_encoder.image_embedding_size[0]))
     opt = torch.optim.AdamW(sam.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     step, cpu = 0, 0.0
     if not ckpt_path.is_file() and cfg.warm_start:
         from .sam_grow import grow_sam_state
 
-        src = torch.load(cfg.warm_start, map_location="cpu", weights_only=False)
+        src = load_checkpoint(cfg.warm_start, "--warm-start")
         sam.load_state_dict(grow_sam_state(src["model"], sam))
         cpu = float(src.get("cpu_seconds", 0.0))
         log(f"Warm start from {cfg.warm_start} (step {src.get('step')}, {cpu / 60:.1f} CPU-minutes), grown to "
             f"{cfg.arch!r}'s {sam.prompt_encoder.image_embedding_size[0]}-token grid.")
     elif ckpt_path.is_file():
-        state = torch.load(ckpt_path, map_location="cpu", weights_only=False)
-        if state["config"]["arch"] != cfg.arch:
+        state = load_checkpoint(ckpt_path, "Resuming from", needs=("config",))
+        if state["config"].get("arch") != cfg.arch:
             raise ValueError(f"{ckpt_path} was trained with arch {state['config']['arch']!r}, not {cfg.arch!r}: "
                              f"use another --out or the same arch.")
+        _require(state, ("model", "optimizer", "step", "cpu_seconds"), "Resuming from", ckpt_path)
         sam.load_state_dict(state["model"])
         opt.load_state_dict(state["optimizer"])
         step, cpu = int(state["step"]), float(state["cpu_seconds"])
@@ -420,7 +442,7 @@ def export_sam_weights(checkpoint: str | Path, out_file: str | Path) -> str:
 
     from ..models import _sha256
 
-    state = torch.load(checkpoint, map_location="cpu", weights_only=False)["model"]
+    state = load_checkpoint(checkpoint, "export")["model"]
     out_file = Path(out_file)
     out_file.parent.mkdir(parents=True, exist_ok=True)
     save_file({k: v.detach().to(torch.float16).contiguous() for k, v in state.items()}, str(out_file))
