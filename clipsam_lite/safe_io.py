@@ -253,15 +253,26 @@ def publish_together(files: Mapping[str | os.PathLike[str], str | bytes],
 # --------------------------------------------------------------------------------------------------
 
 
-def replace_folder(root: str | os.PathLike[str], fill: Callable[[Path], None]) -> Path:
+def replace_folder(root: str | os.PathLike[str], fill: Callable[[Path], None], *, who: str,
+                   foreign: Callable[[Path], list[str]]) -> Path:
     """Write a whole folder atomically: ``fill(tmp)`` writes into a temporary sibling, which then replaces
     ``root`` (an interrupted or failed run leaves ``root`` as it was and no temporary folder). [ours]
 
-    The caller checks first that ``root`` holds nothing it did not write: the old folder is deleted.
+    The old folder is deleted, so first, before any work, ``root`` is refused (``FileExistsError`` naming
+    ``who``, the writer) when it is a file, or when ``foreign(root)`` lists files the writer did not write:
+    up to 10 of them are named, and nothing is deleted.
     """
+    root = Path(root)
+    if root.exists() and not root.is_dir():
+        raise FileExistsError(f"{who}: {root} is a file; choose a new or empty folder path.")
+    found = foreign(root) if root.exists() else []
+    if found:
+        more = f" ... (+{len(found) - 10} more)" if len(found) > 10 else ""
+        raise FileExistsError(
+            f"{who}: {root} is not empty: it holds {len(found)} file(s) that {who} did not write: "
+            f"{found[:10]}{more}. Nothing was deleted; choose a new or empty folder, or move those away.")
     import shutil
 
-    root = Path(root)
     root.parent.mkdir(parents=True, exist_ok=True)
     tmp = root.parent / f".{root.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}"
     try:
@@ -274,6 +285,7 @@ def replace_folder(root: str | os.PathLike[str], fill: Callable[[Path], None]) -
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
     return root
+
 
 def _nearest_existing(path: Path) -> Path:
     p = path

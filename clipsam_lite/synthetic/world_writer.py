@@ -64,17 +64,8 @@ def make_world(root: str | os.PathLike[str], categories: Sequence[str] | None = 
                         ("n_test_per_defect", n_test_per_defect)):
         if isinstance(value, bool) or not isinstance(value, int) or value < 0:
             raise ValueError(f"make_world: {name} must be an integer >= 0, got {value!r}.")
-    root = Path(root).expanduser()
-    if root.exists() and not root.is_dir():
-        raise FileExistsError(f"make_world: {root} is a file; choose a new or empty folder path.")
-    foreign = _foreign_world_files(root) if root.exists() else []
-    if foreign:
-        more = f" ... (+{len(foreign) - 10} more)" if len(foreign) > 10 else ""
-        raise FileExistsError(
-            f"make_world: {root} is not empty: it holds {len(foreign)} file(s) that make_world did not write: "
-            f"{foreign[:10]}{more}. Nothing was deleted; choose a new or empty folder, or move those away.")
-    return replace_folder(root, lambda tmp: _write_world(tmp, cats, seed, image_size, n_train, n_test_good,
-                                                         n_test_per_defect))
+    return replace_folder(Path(root).expanduser(), lambda tmp: _write_world(
+        tmp, cats, seed, image_size, n_train, n_test_good, n_test_per_defect), who="make_world", foreign=_foreign_world_files)
 
 
 def _foreign_world_files(root: Path) -> list[str]:

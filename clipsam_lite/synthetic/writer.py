@@ -284,15 +284,9 @@ def make_synthetic(root: str | os.PathLike[str], seed: int = 0, categories: Sequ
     if root.is_symlink() or (root.exists() and not root.is_dir()):
         raise FileExistsError(f"make_synthetic: {root} exists and is {'a link' if root.is_symlink() else 'a file'}; "
                               "choose a new or empty folder path.")
-    if root.exists():
-        foreign = _foreign_files(root)
-        if foreign:
-            more = f" ... (+{len(foreign) - 10} more)" if len(foreign) > 10 else ""
-            raise FileExistsError(
-                f"make_synthetic: {root} is not empty: it holds {len(foreign)} file(s) that make_synthetic did not write: "
-                f"{foreign[:10]}{more}. Nothing was deleted; choose a new or empty folder, or move those away.")
     return replace_folder(root, lambda tmp: _write_synthetic(tmp, plan, seed, image_size, n_train, n_test_good,
-                                                             n_test_per_defect, signature))
+                                                             n_test_per_defect, signature),
+                          who="make_synthetic", foreign=_foreign_files)
 
 
 _SAMPLE_PARAMS: dict[str, object] = dict(seed=0, image_size=256, n_train=8, n_test_good=4, n_test_per_defect=3)
