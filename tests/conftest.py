@@ -17,6 +17,18 @@ def tiny_models():
     return load_models("tiny", device="cpu")
 
 
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """One CPU thread for a module's tests (and the subprocesses they start): the same arithmetic, and no
+    thread contention on a busy machine. A module opts in with ``pytestmark = pytest.mark.usefixtures(...)``."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture
 def isolated_cache(tmp_path, monkeypatch):
     """A fresh, empty $CLIPSAM_CACHE so no test sees or touches the user's real cache."""

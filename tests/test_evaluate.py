@@ -40,15 +40,7 @@ CLI_ARGS = ["--profile", "tiny", "--resolution", str(RESOLUTION), "--batch-size"
             "--set", "head=training_free"]
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_torch_thread():
-    """One CPU thread here and in the subprocesses: the same arithmetic, and no thread contention on a busy machine."""
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # conftest.py: one CPU thread
 
 
 @pytest.fixture(scope="module")

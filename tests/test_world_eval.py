@@ -19,14 +19,7 @@ from clipsam_lite.synthetic import make_synthetic, make_world
 RES = 48
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_torch_thread():
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # conftest.py: one CPU thread
 
 
 @pytest.fixture(scope="module")
