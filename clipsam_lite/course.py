@@ -199,10 +199,11 @@ def course_lengths(profile: str, image_shape: tuple[int, ...], **given: Any) -> 
     ``gate_dilation``). A length given (not None) wins. Otherwise, on the 256-px sample (``tiny``, ``base``,
     ``paper``): :data:`SAMPLE_LENGTHS`; in ``mini``: the profile's own preset lengths, which live in SAM's
     1024 frame (METHOD.md step 3, "PPG/CPS lengths live in SAM's 1024 frame"), converted to an image of
-    ``image_shape`` exactly as :func:`clipsam_lite.ppg.length_scale` does: times ``max(H, W) / 1024``
+    ``image_shape`` by :func:`clipsam_lite.ppg.length_scale` itself: times ``max(H, W) / 1024``
     (areas times its square), so a 128-px world image gets ``d_min`` 128 / 8 = 16 px.
     """
-    from .config import SAM_LENGTH_FRAME, get_config, resolve_profile
+    from .config import get_config, resolve_profile
+    from .ppg import length_scale
 
     unknown = sorted(set(given) - set(_LENGTH_FIELDS))
     if unknown:
@@ -210,7 +211,8 @@ def course_lengths(profile: str, image_shape: tuple[int, ...], **given: Any) -> 
     if len(image_shape) < 2 or min(image_shape[:2]) < 1:
         raise ValueError(f"course_lengths: image_shape must be (H, W, ...) with H, W >= 1, got {image_shape}.")
     if resolve_profile(profile) == "mini":
-        preset, scale = get_config("mini"), max(image_shape[:2]) / SAM_LENGTH_FRAME
+        preset = get_config("mini")
+        scale = length_scale(preset, tuple(image_shape[:2]))  # the preset's sam1024 unit in this image's pixels
         own = {f: getattr(preset, f) * (scale ** 2 if f == "min_component_area" else scale) for f in _LENGTH_FIELDS}
         own = {f: (float(v) if f == "d_min" else max(int(round(v)), 1)) for f, v in own.items()}
     else:
