@@ -301,6 +301,7 @@ def test_warm_start_begins_a_new_run_from_the_grown_model(tmp_path):
     (["--lr", "0"], "--lr must be in (0, 1]"), (["--world-share", "1.5"], "--world-share must be in [0, 1]"),
     (["--arch", "vit_h"], "--arch must be tiny or mini"), (["--stop-at", "0"], "--stop-at must be >= 1"),
     (["--warm-start", "absent.pt"], "no such checkpoint file"),
+    (["--cascade-share", "-0.1"], "--cascade-share must be in [0, 1]"),
 ])
 def test_cli_refuses_bad_sam_settings_before_any_work(tmp_path, capsys, flags, message):
     from clipsam_lite.__main__ import main

@@ -35,6 +35,7 @@ import torch.nn.functional as F
 
 from ..synthetic.scenes import rng_for
 from .sam_batch import PromptBatch, assign_nested, decode_batch, mask_losses
+from .sam_cascade import cascade_prompts
 from .sam_data import Prompt, TrainScene, correction_point, first_prompt, own_box, training_scene
 
 __all__ = ["SamTrainConfig", "ScenePool", "train_sam", "pack_scene", "unpack_scene", "lr_at", "export_sam_weights",
@@ -68,6 +69,9 @@ class SamTrainConfig:
     eval_every: int = 250
     log_every: int = 25
     eval_images: int = 8
+    cascade_share: float = 0.0
+    """Share of steps that also train CPS's own three stages (:mod:`.sam_cascade`); 0 in the first stages
+    of the shipped recipe, 0.5 in its last."""
     warm_start: str | None = None
     """A checkpoint of a SAM of the same width and depth on another token grid to start from
     (:func:`.sam_grow.grow_sam_state`); used only when ``out`` holds no ``last.pt`` yet."""
@@ -274,9 +278,48 @@ def train_step(sam: torch.nn.Module, scenes: list[TrainScene], step: int, cfg: S
             prompts[i] = Prompt(pts, lab.astype(np.int64), box, [0], p.mode)
         single = torch.tensor([p.single_point for p in prompts])
     loss = total / passes
+    crng = rng_for(cfg.seed, "cascade", step)
+    if cfg.cascade_share > 0 and crng.random() < cfg.cascade_share:
+        c_loss, c_stats = _cascade_loss(sam, feats, scenes, crng, cfg)
+        loss = loss + c_loss
+        stats |= c_stats
     loss.backward()
     stats["loss"] = float(loss.detach())
     return stats
+
+
+def _cascade_loss(sam: torch.nn.Module, feats: torch.Tensor, scenes: list[TrainScene], rng: np.random.Generator,
+                  cfg: SamTrainConfig) -> tuple[torch.Tensor, dict[str, float]]:
+    """The loss of CPS's three stages on the batch's world scenes (:func:`.sam_cascade.cascade_prompts`):
+    per stage, output 0 (stage 1's mask) plus the best of outputs 1-3 (stages 2-3 keep the one with the
+    highest predicted IoU), and the IoU head; the mean over all stage prompts. Stats: each stage's IoU
+    of the mask CPS would keep."""
+    from ..config import get_config
+
+    cp = cascade_prompts(sam, feats, scenes, rng, get_config("mini"))
+    if not cp.prompts:
+        return torch.zeros(()), {}
+    size, r = scenes[0].image.shape[0], cfg.loss_res
+    losses, stats = [], {}
+    for stage in (1, 2, 3):
+        rows = [i for i, k in enumerate(cp.stage) if k == stage]
+        if not rows:
+            continue
+        masks = None if stage == 1 else torch.stack([torch.as_tensor(cp.mask_input[i]) for i in rows])
+        lo, iou_pred = decode_batch(sam, feats, _prompt_batch([cp.prompts[i] for i in rows], masks,
+                                                              [cp.image_index[i] for i in rows]))
+        full = torch.stack([torch.as_tensor(cp.target[i], dtype=torch.float32) for i in rows])[:, None]
+        soft = F.adaptive_avg_pool2d(full, r) if size != r else full
+        up = F.interpolate(lo, (r, r), mode="bilinear", align_corners=False) if lo.shape[-1] != r else lo
+        ls = mask_losses(up, soft)
+        with torch.no_grad():
+            actual = _soft_iou((up > 0).float(), soft)
+            kept = 0 if stage == 1 else None
+            idx = torch.zeros(len(rows), dtype=torch.long) if kept == 0 else iou_pred[:, 1:].argmax(dim=1) + 1
+            stats[f"casc_iou{stage}"] = float(actual[torch.arange(len(rows)), idx].mean())
+        iou_loss = F.mse_loss(iou_pred, actual, reduction="none").mean(dim=1)
+        losses.append(ls[:, 0] + ls[:, 1:].min(dim=1).values + iou_loss)
+    return torch.cat(losses).mean(), stats
 
 
 # --------------------------------------------------------------------------------------------------
@@ -360,6 +403,7 @@ def train_sam(out: str | Path, cfg: SamTrainConfig, *, log=print, evaluate=None,
     metrics = open(out / "metrics.jsonl", "a")
     step_start, cpu_start = step, cpu
     last_loss: list[float] = []
+    casc_log: list[dict[str, float]] = []
     end = cfg.steps if stop_at is None else min(cfg.steps, stop_at)
     bar = tqdm(total=end, initial=step, desc="pretrain sam", mininterval=10)
     try:
@@ -374,6 +418,7 @@ def train_sam(out: str | Path, cfg: SamTrainConfig, *, log=print, evaluate=None,
             cpu += time.process_time() - t0
             step += 1
             last_loss.append(stats["loss"])
+            casc_log.append({k: v for k, v in stats.items() if k.startswith("casc_")})
             bar.update(1)
             bar.set_postfix(loss=f"{np.mean(last_loss[-50:]):.3f}", cpu_min=f"{cpu / 60:.1f}")
             if step % 1000 == 0:
@@ -384,6 +429,9 @@ def train_sam(out: str | Path, cfg: SamTrainConfig, *, log=print, evaluate=None,
                 row = {"step": step, "cpu_s": round(cpu, 1), "wall": time.strftime("%H:%M:%S"), "lr": lr_at(step, cfg),
                        "loss": float(np.mean(last_loss[-cfg.log_every:])), "iou_first": stats["iou_first"],
                        "iou_last": stats["iou_last"]}
+                casc = [c for c in casc_log[-cfg.log_every:] if c]
+                if casc:  # CPS's stages on the stand-in maps, mean over the window's cascade steps
+                    row |= {k: round(float(np.mean([c[k] for c in casc if k in c])), 4) for k in casc[-1]}
             if step % cfg.eval_every == 0 or step == end:  # a snapshot per point of the curve
                 (out / "snapshots").mkdir(exist_ok=True)
                 _save_atomic({"model": sam.state_dict(), "step": step, "cpu_seconds": cpu},
@@ -411,10 +459,10 @@ def train_sam(out: str | Path, cfg: SamTrainConfig, *, log=print, evaluate=None,
 
 def pretrain_sam_command(out: str, steps: int | None, seed: int, threads: int = 1, evaluate_every: int | None = None,
                          *, arch: str = "mini", lr: float | None = None, warmup: int | None = None,
-                         world_share: float | None = None, warm_start: str | None = None, stop_at: int | None = None
-                         ) -> Path:
+                         world_share: float | None = None, warm_start: str | None = None, stop_at: int | None = None,
+                         cascade_share: float | None = None) -> Path:
     """``python -m clipsam_lite pretrain sam --out DIR [--steps N] [--seed S] [--arch A] [--lr LR] [--warmup W]
-    [--world-share P] [--warm-start CKPT] [--stop-at K]``; every value is checked before any work."""
+    [--world-share P] [--cascade-share P] [--warm-start CKPT] [--stop-at K]``; every value is checked before any work."""
     if arch not in ("tiny", "mini"):
         raise ValueError(f"--arch must be tiny or mini (the small SAMs this package pretrains), got {arch!r}.")
     for flag, v, lo in (("--steps", steps, 1), ("--stop-at", stop_at, 1), ("--warmup", warmup, 0)):
@@ -425,12 +473,15 @@ def pretrain_sam_command(out: str, steps: int | None, seed: int, threads: int = 
     if world_share is not None and not (math.isfinite(world_share) and 0 <= world_share <= 1):
         raise ValueError(f"--world-share must be in [0, 1] (the share of world scenes; the rest are shapes), got "
                          f"{world_share}.")
+    if cascade_share is not None and not (math.isfinite(cascade_share) and 0 <= cascade_share <= 1):
+        raise ValueError(f"--cascade-share must be in [0, 1] (the share of steps that also train CPS's stages), got "
+                         f"{cascade_share}.")
     if warm_start is not None and not Path(warm_start).is_file():
         raise ValueError(f"--warm-start {warm_start}: no such checkpoint file (a last.pt or snapshots/stepN.pt "
                          f"of a `pretrain sam` run).")
     cfg = SamTrainConfig(seed=seed, arch=arch)
     for name, v in (("steps", steps), ("lr", lr), ("warmup", warmup), ("world_share", world_share),
-                    ("warm_start", warm_start), ("eval_every", evaluate_every)):
+                    ("warm_start", warm_start), ("eval_every", evaluate_every), ("cascade_share", cascade_share)):
         if v is not None:
             setattr(cfg, name, v)
     return train_sam(out, cfg, threads=threads, stop_at=stop_at)

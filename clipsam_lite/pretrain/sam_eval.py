@@ -186,14 +186,12 @@ def gt_noise_map(scene: EvalScene, seed: int = 0, blur: float = 4.0, noise: floa
     Used when no trained CLIP is at hand (the issue's fallback "ground truth + noise"), so that the
     cascade is measured on prompts of PPG's kind: blurred edges, spurious blobs, missed thin parts.
     """
+    from .sam_cascade import noisy_map
+
     gt = np.zeros(scene.object_mask.shape, np.float32)
     for d in scene.defects:
         gt = np.maximum(gt, d.astype(np.float32))
-    rng = rng_for(seed, "gt-noise", int(gt.sum()))
-    smooth = ndimage.gaussian_filter(rng.normal(0, 1, gt.shape).astype(np.float32), 8.0)
-    smooth /= max(float(np.abs(smooth).max()), 1e-6)
-    s = ndimage.gaussian_filter(gt, blur) * 1.6 + noise * smooth
-    return np.clip(s, 0, 1).astype(np.float32)
+    return noisy_map(gt, rng_for(seed, "gt-noise", int(gt.sum())), blur, noise)
 
 
 def cascade_stages(sam: torch.nn.Module, scenes: list[EvalScene], cfg, maps: list[np.ndarray] | None = None
