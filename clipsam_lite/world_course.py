@@ -1,11 +1,13 @@
 """The miniature world and mini-CLIP in front of students: contact sheet, split, live heads and prior. [ours]
 
 Taught in notebook 00 (section "The miniature world": :func:`world_contact_sheet`, :func:`split_rows`,
-:func:`render_cost_ms`) and notebook 01 (sections "A CLIP that has learned something" and "Metrics a
-prior cannot game": :func:`world_items`, :func:`world_adapter`, :func:`heads_figure`,
-:func:`prior_rows`). No METHOD.md step of its own: drawing and bookkeeping around the world
-(:mod:`clipsam_lite.synthetic.world`), METHOD.md step 1's maps (:mod:`clipsam_lite.clip_maps`) and the
-prior baseline (:mod:`clipsam_lite.prior`), kept here so that the notebooks' cells stay short.
+:func:`render_cost_ms`) and notebook 01 (in the ``mini`` profile, section 1 and 5's adapter training
+images :func:`world_aux_items`; sections "A CLIP that has learned something" and "Metrics a prior
+cannot game": :func:`heads_figure`, :func:`prior_rows`, :func:`model_card_table`). :func:`world_items`
+serves its exercise 01.5 and :func:`world_adapter` :func:`clipsam_lite.demo.world_demo_adapter`. No
+METHOD.md step of its own: drawing and bookkeeping around the world (:mod:`clipsam_lite.synthetic.world`),
+METHOD.md step 1's maps (:mod:`clipsam_lite.clip_maps`) and the prior baseline (:mod:`clipsam_lite.prior`),
+kept here so that the notebooks' cells stay short.
 """
 
 from __future__ import annotations

@@ -125,3 +125,23 @@ def test_world_adapter_trains_on_world_aux_items(monkeypatch):
     assert [it.path for it in seen["items"]] == [it.path for it in want]
     assert all(np.array_equal(a.image, b.image) for a, b in zip(seen["items"], want, strict=True))
     assert seen["head"] == "adapter" and seen["epochs"] == 3 and str(list(FOLDS[0])) in seen["description"]
+
+
+def test_notebook_01s_recipe_trains_the_demos_world_adapter(tiny_models, isolated_cache, monkeypatch, one_torch_thread):
+    """Notebook 01 (mini) trains on world_aux_items(n=WORLD_ADAPTER_IMAGES) with the profile's epochs and says
+    that this is the adapter `demo` and notebooks 04-07 use: the two must stay bit-identical."""
+    import torch
+
+    from clipsam_lite import demo
+    from clipsam_lite.adapter import train_adapter
+
+    monkeypatch.setattr(demo, "WORLD_ADAPTER_IMAGES", 2)  # small and fast; the recipe is what is compared
+    cfg = tiny_models.cfg.replace(adapter_epochs=2, seed=3)
+    items = wc.world_aux_items(n_per_category=demo.WORLD_ADAPTER_IMAGES, size=cfg.clip_image_size)
+    mine, history = train_adapter(tiny_models, items, cfg, progress=False, log=None)
+    theirs = demo.world_demo_adapter(tiny_models, cfg, log=None)
+    assert history.n_images == 2 * len(FOLDS[1]) and len(history.loss) == 2
+    a, b = mine.state_dict(), theirs.state_dict()
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    other, _ = train_adapter(tiny_models, items, cfg.replace(seed=4), progress=False, log=None)  # the test can fail
+    assert not all(torch.equal(a[k], other.state_dict()[k]) for k in a)
