@@ -1,11 +1,13 @@
 """The miniature world and mini-CLIP in front of students: contact sheet, split, live heads and prior. [ours]
 
 Taught in notebook 00 (section "The miniature world": :func:`world_contact_sheet`, :func:`split_rows`,
-:func:`render_cost_ms`) and notebook 01 (sections "A CLIP that has learned something" and "Metrics a
-prior cannot game": :func:`world_items`, :func:`world_adapter`, :func:`heads_figure`,
-:func:`prior_rows`). No METHOD.md step of its own: drawing and bookkeeping around the world
-(:mod:`clipsam_lite.synthetic.world`), METHOD.md step 1's maps (:mod:`clipsam_lite.clip_maps`) and the
-prior baseline (:mod:`clipsam_lite.prior`), kept here so that the notebooks' cells stay short.
+:func:`render_cost_ms`) and notebook 01 (in the ``mini`` profile, section 1 and 5's adapter training
+images :func:`world_aux_items`; sections "A CLIP that has learned something" and "Metrics a prior
+cannot game": :func:`heads_figure`, :func:`prior_rows`, :func:`model_card_table`). :func:`world_items`
+serves its exercise 01.5 and :func:`world_adapter` :func:`clipsam_lite.demo.world_demo_adapter`. No
+METHOD.md step of its own: drawing and bookkeeping around the world (:mod:`clipsam_lite.synthetic.world`),
+METHOD.md step 1's maps (:mod:`clipsam_lite.clip_maps`) and the prior baseline (:mod:`clipsam_lite.prior`),
+kept here so that the notebooks' cells stay short.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ import numpy as np
 from .synthetic.world import WORLD, WorldSample, fold_split, render_world
 
 __all__ = ["DEFECT_COLORS", "world_role", "split_rows", "contact_samples", "world_contact_sheet", "render_cost_ms",
-           "world_items", "world_adapter", "heads_figure", "prior_rows", "model_card_table"]
+           "world_items", "world_aux_items", "world_adapter", "heads_figure", "prior_rows", "model_card_table"]
 
 DEFECT_COLORS: tuple[str, ...] = ("#e41a1c", "#ffd700", "#00e5ff", "#ff7f00")
 """One colour per defect of an image (at most four), in the order they were painted."""
@@ -121,22 +123,49 @@ def world_items(categories: Sequence[str], n: int, split: str, size: int = 128, 
     return items
 
 
+def world_aux_items(fold: int = 0, n_per_category: int = 8, size: int = 128,
+                    categories: Sequence[str] | None = None) -> list[Any]:
+    """The adapter's training images: ``n_per_category`` rendered images of each auxiliary category. [ours]
+
+    ``categories`` defaults to ``fold``'s auxiliary categories (:func:`~clipsam_lite.synthetic.world.fold_split`;
+    fold 0: :data:`~clipsam_lite.synthetic.AUX_CATEGORIES`). Image ``i`` of a category is
+    ``render_world(c, i, size=size, split="aux", n_defects=1 + i % 4)``: every image has 1-4 defects (the
+    adapter learns from masks). A category of ``fold``'s held-out set is refused: training on it would
+    break the zero-shot protocol (METHOD.md, "Task") the held-out numbers rely on.
+    """
+    from .datasets import Item
+
+    held, _, aux = fold_split(fold)
+    if isinstance(n_per_category, bool) or not isinstance(n_per_category, int) or n_per_category < 1:
+        raise ValueError(f"world_aux_items: n_per_category must be an integer >= 1, got {n_per_category!r}.")
+    cats = list(aux if categories is None else categories)
+    unknown = [c for c in cats if c not in WORLD]
+    if unknown or not cats:
+        raise ValueError(f"world_aux_items: unknown world categories {unknown or cats}; choose from {list(WORLD)} "
+                         f"(fold {fold}'s auxiliary ones: {list(aux)}).")
+    leaked = [c for c in cats if c in held]
+    if leaked:
+        raise ValueError(f"world_aux_items: {leaked} are fold {fold}'s held-out categories, which no adapter may be "
+                         f"trained on; use its auxiliary categories {list(aux)} (or other pretraining ones).")
+    items = []
+    for c in cats:
+        for i in range(n_per_category):
+            s = render_world(c, i, size=size, split="aux", n_defects=1 + i % 4)
+            items.append(Item(image=s.image, mask=s.mask, label=1, category=c, defect_type="mixed", path=f"{c}/aux/{i}"))
+    return items
+
+
 def world_adapter(models: Any, cfg: Any, fold: int = 0, n_per_category: int = 8, epochs: int = 2,
                   size: int = 128, log: Any = None) -> Any:
     """The APRIL-GAN adapter trained on ``fold``'s auxiliary categories only (never on its held-out ones).
 
-    Every training image has 1-4 defects (the adapter learns from masks). Small by default, so a
-    notebook trains it in seconds on one CPU thread.
+    Trained on :func:`world_aux_items` (every image has 1-4 defects). Small by default, so a notebook
+    trains it in seconds on one CPU thread.
     """
     from .adapter import train_adapter
-    from .datasets import Item
 
     _, _, aux = fold_split(fold)
-    items = []
-    for c in aux:
-        for i in range(n_per_category):
-            s = render_world(c, i, size=size, split="aux", n_defects=1 + i % 4)
-            items.append(Item(image=s.image, mask=s.mask, label=1, category=c, defect_type="mixed", path=f"{c}/aux/{i}"))
+    items = world_aux_items(fold, n_per_category, size)
     adapter, _ = train_adapter(models, items, cfg.replace(head="adapter"), epochs=epochs, progress=False, log=log,
                                description=f"miniature world, auxiliary categories {list(aux)} (fold {fold})")
     return adapter
