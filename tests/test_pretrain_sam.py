@@ -287,6 +287,10 @@ def test_warm_start_begins_a_new_run_from_the_grown_model(tmp_path):
     assert any("Warm start" in s and "32-token grid" in s for s in lines), lines
     state = torch.load(tmp_path / "run" / "last.pt", weights_only=False)
     assert state["step"] == 2 and state["cpu_seconds"] > 60.0  # stopped early; the coarse run's CPU counted
+    assert state["cpu_carried"] == 60.0  # and kept apart: the summary line states this run's own CPU time
+    done = next(s for s in lines if s.startswith("Done: 2 steps"))
+    own = float(done.split(", ")[1].split(" CPU-minutes")[0])
+    assert own < 1.0 and "with the warm start" in done, done
     assert state["config"]["loss_res"] == 128  # the mini's 128 x 128 low-res logits
     assert cfg.loss_res is None  # resolved on train_sam's own copy: the caller's config is unchanged
     key = "mask_decoder.output_upscaling.0.weight"

@@ -379,12 +379,13 @@ def train_sam(out: str | Path, cfg: SamTrainConfig, *, log=print, evaluate=None,
         cfg = replace(cfg, loss_res=4 * int(sam.prompt_encoder.image_embedding_size[0]))
     opt = torch.optim.AdamW(sam.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     step, cpu = 0, 0.0
+    carried = 0.0  # CPU seconds of the warm start's own training, counted in ``cpu`` but not run here
     if not ckpt_path.is_file() and cfg.warm_start:
         from .sam_grow import grow_sam_state
 
         src = load_checkpoint(cfg.warm_start, "--warm-start")
         sam.load_state_dict(grow_sam_state(src["model"], sam))
-        cpu = float(src.get("cpu_seconds", 0.0))
+        cpu = carried = float(src.get("cpu_seconds", 0.0))
         log(f"Warm start from {cfg.warm_start} (step {src.get('step')}, {cpu / 60:.1f} CPU-minutes), grown to "
             f"{cfg.arch!r}'s {sam.prompt_encoder.image_embedding_size[0]}-token grid.")
     elif ckpt_path.is_file():
@@ -396,6 +397,7 @@ def train_sam(out: str | Path, cfg: SamTrainConfig, *, log=print, evaluate=None,
         sam.load_state_dict(state["model"])
         opt.load_state_dict(state["optimizer"])
         step, cpu = int(state["step"]), float(state["cpu_seconds"])
+        carried = float(state.get("cpu_carried", 0.0))
         log(f"Resuming from {ckpt_path} at step {step} ({cpu / 60:.1f} CPU-minutes so far).")
     (out / "config.json").write_text(json.dumps(asdict(cfg), indent=2) + "\n")
     sam.train()
@@ -448,12 +450,13 @@ def train_sam(out: str | Path, cfg: SamTrainConfig, *, log=print, evaluate=None,
                 metrics.flush()
             if step % cfg.checkpoint_every == 0 or step == end:
                 _save_atomic({"model": sam.state_dict(), "optimizer": opt.state_dict(), "step": step,
-                              "cpu_seconds": cpu, "config": asdict(cfg)}, ckpt_path)
+                              "cpu_seconds": cpu, "cpu_carried": carried, "config": asdict(cfg)}, ckpt_path)
     finally:
         bar.close()
         metrics.close()
-    log(f"Done: {step} steps, {cpu / 60:.1f} CPU-minutes ({1000 * cpu / max(step, 1):.0f} CPU-s per 1,000 steps "
-        f"on average). Checkpoint: {ckpt_path}")
+    run_cpu = cpu - carried
+    log(f"Done: {step} steps, {run_cpu / 60:.1f} CPU-minutes ({1000 * run_cpu / max(step, 1):.0f} CPU-s per 1,000 "
+        f"steps on average){f'; {cpu / 60:.1f} with the warm start' if carried else ''}. Checkpoint: {ckpt_path}")
     return ckpt_path
 
 
