@@ -130,7 +130,7 @@ _WEIGHTS = Path(__file__).resolve().parent / "weights"
 SHIPPED_SAM_WEIGHTS: dict[str, dict[str, str]] = {
     # [ours] trained by `python -m clipsam_lite pretrain sam` on the synthetic world; see MODEL_CARD.md beside it.
     "mini": {"file": "mini_sam/mini_sam.safetensors",
-             "sha256": "d31677e6814400ca8b074bf7d65b6ff9ddbb074eba83e26f6f45bc5b0569aca3"},
+             "sha256": "5cb8090e8eb79ed70face59a44292c76ef97c37899c3decc49aac0c88295cf31"},
 }
 """SAM weights that ship inside the package (safetensors, fp16), with their SHA-256."""
 

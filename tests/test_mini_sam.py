@@ -99,7 +99,7 @@ def test_the_mask_follows_a_moved_box(mini_sam, scene):
         m = m[0]
         x0, y0, x1, y1 = box.astype(int)
         assert _iou(m, scene.defects[i]) >= FOLLOW_IOU and _iou(m, scene.defects[j]) <= 0.05
-        assert m[y0:y1 + 1, x0:x1 + 1].sum() >= 0.8 * m.sum()  # the mask stays in its box (measured 0.85, 0.99)
+        assert m[y0:y1 + 1, x0:x1 + 1].sum() >= 0.8 * m.sum()  # the mask stays in its box (measured 0.89, 0.99)
 
 
 def test_cascade_stage_ious_on_a_fixed_image(mini_sam):
@@ -107,7 +107,7 @@ def test_cascade_stage_ious_on_a_fixed_image(mini_sam):
     image: stage 1 already finds most of the defects, and the cascade (secondary points + logit1, then the
     box of M2) keeps them without flooding; a random SAM (dot grids) overlaps nothing.
 
-    The 32 x 32 mini-SAM measured 0.75 -> 0.76 -> 0.76 here: its stage 1 is good, and the cascade holds it
+    The 32 x 32 mini-SAM measured 0.81 -> 0.79 -> 0.80 here: its stage 1 is good, and the cascade holds it
     rather than raising it (the 16 x 16 model it grew from went 0.48 -> 0.70 -> 0.73 from a weaker stage 1).
     Averaged over many images the cascade does not raise IoU (MODEL_CARD.md); this test pins that it does not
     lower it on this image either."""
