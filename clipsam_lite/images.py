@@ -61,6 +61,59 @@ def max_image_pixels() -> int:
     return limit_from_env(MAX_IMAGE_PIXELS_ENV, int(default))
 
 
+_PNG_CHANNELS = {0: 1, 2: 3, 3: 1, 4: 2, 6: 4}
+_ADAM7 = ((0, 0, 8, 8), (4, 0, 8, 8), (0, 4, 4, 8), (2, 0, 4, 4), (0, 2, 2, 4), (1, 0, 2, 2), (0, 1, 1, 2))
+
+
+def _png_need(ihdr: tuple[int, ...]) -> int | None:
+    """Bytes of inflated image data a PNG with this IHDR holds (rows x (1 filter byte + row bytes), the
+    seven Adam7 passes summed when interlaced), or None for an unknown colour type."""
+    width, height, depth, colour, _, _, interlace = ihdr
+    if colour not in _PNG_CHANNELS:
+        return None
+    bits = depth * _PNG_CHANNELS[colour]
+    passes = [(-(-(width - x0) // dx), -(-(height - y0) // dy)) for x0, y0, dx, dy in _ADAM7
+              if width > x0 and height > y0] if interlace else [(width, height)]
+    return sum(h * (1 + (w * bits + 7) // 8) for w, h in passes)
+
+
+def _png_short_rows(data: bytes) -> tuple[int, int] | None:
+    """``(rows present, rows declared)`` when a PNG's image data (its IDAT chunks, inflated) is shorter than
+    its IHDR says, else None [ours]. Pillow fills the missing rows with zeros without a word when the
+    file still ends with IEND. The inflated bytes are counted in pieces of at most 1 MiB and counting
+    stops once the header's size is reached, so a decompression bomb costs no memory here."""
+    import struct
+    import zlib
+
+    pos, need, height, z, got = 8, None, 0, zlib.decompressobj(), 0
+    try:
+        while pos + 8 <= len(data):
+            n, kind = struct.unpack(">I4s", data[pos:pos + 8])
+            if kind == b"IHDR" and n >= 13:
+                ihdr = struct.unpack(">IIBBBBB", data[pos + 8:pos + 21])
+                need, height = _png_need(ihdr), ihdr[1]
+                if need is None:
+                    return None
+            elif kind == b"IDAT" and need is not None:
+                body = data[pos + 8:pos + 8 + n]
+                while body and got < need:
+                    got += len(z.decompress(body, 1 << 20))
+                    body = z.unconsumed_tail
+            elif kind == b"IEND":
+                break
+            pos += 12 + n
+        while need is not None and got < need:  # output zlib still holds back
+            more = len(z.decompress(b"", 1 << 20))
+            if not more:
+                break
+            got += more
+    except zlib.error:
+        return None  # a corrupt stream is Pillow's to report, and it does
+    if need is None or got >= need:
+        return None
+    return got * height // need, height
+
+
 def _too_many_pixels(p: Path, width: int, height: int, limit: int) -> ImageReadError:
     return ImageReadError(
         f"Cannot read image {p}: it is {width} x {height} = {width * height:,} pixels, above the limit of "
@@ -76,8 +129,9 @@ def _open_image(path: str | os.PathLike[str]) -> Image.Image:
     only an image of at most :func:`max_image_pixels` pixels is decoded (checked from its header).
     The whole file is read into memory and decoded at once (``Image.load``), so a truncated file
     fails here rather than later. PIL tolerates a few truncations silently (a PNG missing its final
-    chunks, a JPEG cut after its last complete block); those are caught by checking for the PNG
-    ``IEND`` chunk and the JPEG end-of-image marker. ``ImageFile.LOAD_TRUNCATED_IMAGES`` is never set.
+    chunks or IEND but short image data, a JPEG cut after its last complete block); those are caught
+    by checking for the PNG ``IEND`` chunk and the rows its image data holds (:func:`_png_short_rows`),
+    and for the JPEG end-of-image marker. ``ImageFile.LOAD_TRUNCATED_IMAGES`` is never set.
     """
     from .safe_io import MAX_IMAGE_BYTES, UnsafeInputError, limit_from_env, read_regular_file
 
@@ -119,6 +173,10 @@ def _open_image(path: str | os.PathLike[str]) -> Image.Image:
     fmt = (im.format or "").upper()
     if fmt == "PNG" and data.rfind(_PNG_IEND) < 0:
         raise ImageReadError(f"Cannot read image {p}: the PNG has no IEND chunk (truncated); {_FIX}.")
+    short = _png_short_rows(data) if fmt == "PNG" else None
+    if short is not None:
+        raise ImageReadError(f"Cannot read image {p}: the PNG's image data holds about {short[0]} of the {short[1]} "
+                             f"rows its header declares (truncated; the rest would read as black); {_FIX}.")
     if fmt in ("JPEG", "MPO"):
         sos = data.rfind(b"\xff\xda")  # last start-of-scan; 0xFFDA cannot occur inside scan data
         if sos < 0 or data.find(b"\xff\xd9", sos) < 0:

@@ -9,6 +9,8 @@ from __future__ import annotations
 import csv
 import io
 import json
+import struct
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -176,6 +178,50 @@ def test_corrupt_or_truncated_files_raise_image_read_error(tmp_path, name, conte
         assert "re-download" in str(info.value)
     assert isinstance(info.value, OSError)
     assert ImageFile.LOAD_TRUNCATED_IMAGES is False
+
+
+def _png_of_rows(width: int, height: int, rows: int, interlace: bool = False) -> bytes:
+    """An 8-bit grey PNG declaring ``width x height`` whose image data holds ``rows`` rows (filter 0, value 200),
+    ending with IEND: complete in its chunks, short in its pixels."""
+    def chunk(tag: bytes, body: bytes) -> bytes:
+        return struct.pack(">I", len(body)) + tag + body + struct.pack(">I", zlib.crc32(tag + body) & 0xFFFFFFFF)
+
+    raw = b"".join(b"\x00" + bytes([200]) * width for _ in range(rows))
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, int(interlace)))
+            + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b""))
+
+
+def test_png_with_fewer_rows_than_its_header_is_refused(tmp_path):
+    """Pillow decodes such a file without a word, the missing rows black; a half-written export looks like this."""
+    short = _png_of_rows(16, 16, 8)
+    with Image.open(io.BytesIO(short)) as im:  # what Pillow alone does: rows 8-15 read as 0
+        im.load()
+        assert np.asarray(im)[:8].min() == 200 and np.asarray(im)[8:].max() == 0
+    p = tmp_path / "short.png"
+    p.write_bytes(short)
+    for reader in (read_image, read_mask):
+        with pytest.raises(ImageReadError, match=r"short.png.*about 8 of the 16 rows"):
+            reader(p)
+    p.write_bytes(_png_of_rows(16, 16, 16))  # the same file, complete: read
+    assert read_image(p).shape == (16, 16, 3) and read_image(p).min() == 200
+
+
+@pytest.mark.parametrize("mode", ["RGB", "RGBA", "L", "1", "I;16", "P4"])
+def test_complete_pngs_of_every_kind_pass_the_row_check(tmp_path, mode):
+    from clipsam_lite.images import _png_short_rows
+
+    rng = np.random.default_rng(1)
+    rgb = rng.integers(0, 256, (37, 53, 3), dtype=np.uint8)
+    im = {"RGB": lambda: Image.fromarray(rgb), "RGBA": lambda: Image.fromarray(rgb).convert("RGBA"),
+          "L": lambda: Image.fromarray(rgb).convert("L"), "1": lambda: Image.fromarray(rgb).convert("1"),
+          "I;16": lambda: Image.fromarray(rng.integers(0, 65535, (37, 53), dtype=np.uint16)),
+          "P4": lambda: Image.fromarray(rgb).convert("P", palette=Image.ADAPTIVE, colors=7)}[mode]()
+    b = io.BytesIO()
+    im.save(b, "PNG", **({"bits": 4} if mode == "P4" else {}))
+    assert _png_short_rows(b.getvalue()) is None
+    p = tmp_path / "ok.png"
+    p.write_bytes(b.getvalue())
+    assert read_image(p).shape == (37, 53, 3)
 
 
 def test_complete_files_with_trailing_bytes_are_accepted(tmp_path):
