@@ -20,7 +20,7 @@ from clipsam_lite.synthetic.scenes import rng_for
 
 @pytest.fixture(scope="module")
 def scene():
-    s = world_scene("disc", 3, n_defects=3)
+    s = world_scene("disc", 4, n_defects=3)  # its first cascade gets a secondary point (shipped model)
     assert sum(k == "defect" for k in s.kinds) >= 2
     return s
 
@@ -74,7 +74,11 @@ def test_cascade_prompts_are_the_cascade_stages_and_targets_the_hit_defects(scen
     assert cp.mask_input[0] is None and cp.prompts[0].box is None
     n1 = len(first.labels)
     np.testing.assert_array_equal(cp.prompts[1].points[:n1], cp.prompts[0].points)  # stage 2 keeps stage 1's points
-    assert len(cp.prompts[1].labels) > n1  # and adds secondary points
+    # and adds the cascade's own secondary points (none when M1 leaves no room at d_min from the positives)
+    np.testing.assert_array_equal(cp.prompts[1].points, ref.stages[1].points)
+    np.testing.assert_array_equal(cp.prompts[1].labels, ref.stages[1].labels)
+    assert len(cp.prompts[1].labels) == n1 + ref.stages[1].n_secondary
+    np.testing.assert_array_equal(cp.prompts[2].points, ref.stages[2].points)
     np.testing.assert_array_equal(cp.mask_input[1], ref.stages[0].low_res_logits)  # logit1, exactly
     np.testing.assert_array_equal(cp.mask_input[2], ref.stages[1].low_res_logits)  # logit2
     np.testing.assert_array_equal(cp.prompts[2].box, ref.stages[2].box)  # bbox(M2) + margin
