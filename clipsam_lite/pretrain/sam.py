@@ -278,11 +278,12 @@ def train_step(sam: torch.nn.Module, scenes: list[TrainScene], step: int, cfg: S
             prompts[i] = Prompt(pts, lab.astype(np.int64), box, [0], p.mode)
         single = torch.tensor([p.single_point for p in prompts])
     loss = total / passes
-    crng = rng_for(cfg.seed, "cascade", step)
-    if cfg.cascade_share > 0 and crng.random() < cfg.cascade_share:
-        c_loss, c_stats = _cascade_loss(sam, feats, scenes, crng, cfg)
-        loss = loss + c_loss
-        stats |= c_stats
+    if cfg.cascade_share > 0:
+        crng = rng_for(cfg.seed, "cascade", step)
+        if crng.random() < cfg.cascade_share:
+            c_loss, c_stats = _cascade_loss(sam, feats, scenes, crng, cfg)
+            loss = loss + c_loss
+            stats |= c_stats
     loss.backward()
     stats["loss"] = float(loss.detach())
     return stats
@@ -314,8 +315,7 @@ def _cascade_loss(sam: torch.nn.Module, feats: torch.Tensor, scenes: list[TrainS
         ls = mask_losses(up, soft)
         with torch.no_grad():
             actual = _soft_iou((up > 0).float(), soft)
-            kept = 0 if stage == 1 else None
-            idx = torch.zeros(len(rows), dtype=torch.long) if kept == 0 else iou_pred[:, 1:].argmax(dim=1) + 1
+            idx = torch.zeros(len(rows), dtype=torch.long) if stage == 1 else iou_pred[:, 1:].argmax(dim=1) + 1
             stats[f"casc_iou{stage}"] = float(actual[torch.arange(len(rows)), idx].mean())
         iou_loss = F.mse_loss(iou_pred, actual, reduction="none").mean(dim=1)
         losses.append(ls[:, 0] + ls[:, 1:].min(dim=1).values + iou_loss)
