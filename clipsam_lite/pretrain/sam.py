@@ -188,6 +188,16 @@ def _soft_iou(pred: torch.Tensor, soft: torch.Tensor) -> torch.Tensor:
     return torch.where(union > 0, inter / union.clamp(min=1e-6), torch.ones_like(union))
 
 
+def _areas_at(full: torch.Tensor, r: int) -> torch.Tensor:
+    """Full-size binary targets ``(..., S, S)`` as area fractions on the ``r x r`` loss grid."""
+    return F.adaptive_avg_pool2d(full, r) if full.shape[-1] != r else full
+
+
+def _logits_at(lo: torch.Tensor, r: int) -> torch.Tensor:
+    """Low-res logits ``(N, K, m, m)`` brought to the ``r x r`` loss grid (bilinear, as SAM upsamples)."""
+    return F.interpolate(lo, (r, r), mode="bilinear", align_corners=False) if lo.shape[-1] != r else lo
+
+
 def _encode(sam: torch.nn.Module, images: list[np.ndarray]) -> torch.Tensor:
     size = int(sam.image_encoder.img_size)
     bad = [im.shape for im in images if im.shape[:2] != (size, size)]
@@ -217,7 +227,7 @@ def train_step(sam: torch.nn.Module, scenes: list[TrainScene], step: int, cfg: S
     for i, ts in enumerate(targets_full):
         for k in range(2):
             full[i, k] = torch.as_tensor(ts[min(k, len(ts) - 1)], dtype=torch.float32)
-    soft = F.adaptive_avg_pool2d(full, lr_) if size != lr_ else full  # (n, 2, r, r) area fractions
+    soft = _areas_at(full, lr_)  # (n, 2, r, r) area fractions
     n_valid = torch.tensor([len(ts) for ts in targets_full])
     single = torch.tensor([p.single_point for p in prompts])
     passes = int(rng.choice([1, 2, 3], p=list(cfg.pass_probs)))
@@ -226,7 +236,7 @@ def train_step(sam: torch.nn.Module, scenes: list[TrainScene], step: int, cfg: S
     masks_in = None
     for it in range(passes):
         lo, iou_pred = decode_batch(sam, feats, _prompt_batch(prompts, masks_in, image_index))
-        up = F.interpolate(lo, (lr_, lr_), mode="bilinear", align_corners=False) if lo.shape[-1] != lr_ else lo
+        up = _logits_at(lo, lr_)
         l_small = mask_losses(up, soft[:, :1])  # (n, 4)
         nested = n_valid == 2
         with torch.no_grad():
@@ -300,7 +310,7 @@ def _cascade_loss(sam: torch.nn.Module, feats: torch.Tensor, scenes: list[TrainS
     cp = cascade_prompts(sam, feats, scenes, rng, get_config("mini"))
     if not cp.prompts:
         return torch.zeros(()), {}
-    size, r = scenes[0].image.shape[0], cfg.loss_res
+    r = cfg.loss_res
     losses, stats = [], {}
     for stage in (1, 2, 3):
         rows = [i for i, k in enumerate(cp.stage) if k == stage]
@@ -310,8 +320,7 @@ def _cascade_loss(sam: torch.nn.Module, feats: torch.Tensor, scenes: list[TrainS
         lo, iou_pred = decode_batch(sam, feats, _prompt_batch([cp.prompts[i] for i in rows], masks,
                                                               [cp.image_index[i] for i in rows]))
         full = torch.stack([torch.as_tensor(cp.target[i], dtype=torch.float32) for i in rows])[:, None]
-        soft = F.adaptive_avg_pool2d(full, r) if size != r else full
-        up = F.interpolate(lo, (r, r), mode="bilinear", align_corners=False) if lo.shape[-1] != r else lo
+        soft, up = _areas_at(full, r), _logits_at(lo, r)
         ls = mask_losses(up, soft)
         with torch.no_grad():
             actual = _soft_iou((up > 0).float(), soft)
