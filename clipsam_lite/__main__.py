@@ -169,7 +169,8 @@ def _cmd_pretrain(args: argparse.Namespace) -> int:
 
         pretrain_sam_command(args.out, args.steps, args.seed, threads=args.threads, arch=args.arch, lr=args.lr,
                              warmup=args.warmup, world_share=args.world_share, warm_start=args.warm_start,
-                             stop_at=args.stop_at, cascade_share=args.cascade_share)
+                             stop_at=args.stop_at, cascade_share=args.cascade_share,
+                             first_prompts=args.first_prompts)
         return 0
     raise ValueError(f"pretrain: unknown target {args.target!r}; this version can pretrain: clip, sam.")
 
@@ -270,6 +271,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="sam: share of world scenes in a batch, the rest random shapes (default 0.5)")
     p.add_argument("--cascade-share", type=float, default=None,
                    help="sam: share of steps that also train CPS's three stages on stand-in maps (default 0)")
+    p.add_argument("--first-prompts", default=None,
+                   help="sam: first-prompt mix, mixed (the shipped recipe, default) or sam (SAM's: one point or one box)")
     p.add_argument("--warm-start", default=None,
                    help="sam: start a new run from this checkpoint, grown to --arch's token grid (see MODEL_CARD.md)")
     p.add_argument("--stop-at", type=int, default=None,

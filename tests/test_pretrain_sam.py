@@ -136,6 +136,25 @@ def test_first_prompts_respect_their_target():
     assert {"single", "points", "box"} <= modes
 
 
+def test_sams_own_first_prompts_are_one_point_or_one_box():
+    """``--first-prompts sam``: SAM's recipe, never several points without a previous mask."""
+    rng = rng_for(0, "test-prompts-sam")
+    modes = []
+    for k in range(40):
+        scene = world_scene("disc", k % 5) if k % 2 else shapes_scene(k)
+        t = int(rng.integers(len(scene.targets)))
+        p = first_prompt(rng, scene, t, "sam")
+        modes.append(p.mode)
+        if p.mode == "single":
+            x, y = p.points[0].astype(int)
+            assert len(p.points) == 1 and p.labels.tolist() == [1] and scene.targets[t][y, x]
+        else:
+            assert p.mode == "box" and len(p.points) == 0 and p.box is not None
+    assert 10 <= modes.count("box") <= 30 and set(modes) == {"single", "box"}
+    with pytest.raises(ValueError, match="first-prompt mix must be one of"):
+        first_prompt(rng, shapes_scene(0), 0, "ppg")
+
+
 def test_single_click_on_a_defect_accepts_the_defect_and_its_object():
     scene = world_scene("disc", 2)
     d = scene.kinds.index("defect")
@@ -306,6 +325,7 @@ def test_warm_start_begins_a_new_run_from_the_grown_model(tmp_path):
     (["--arch", "vit_h"], "--arch must be tiny or mini"), (["--stop-at", "0"], "--stop-at must be >= 1"),
     (["--warm-start", "absent.pt"], "no such checkpoint file"),
     (["--cascade-share", "-0.1"], "--cascade-share must be in [0, 1]"),
+    (["--first-prompts", "ppg"], "--first-prompts must be one of mixed, sam"),
 ])
 def test_cli_refuses_bad_sam_settings_before_any_work(tmp_path, capsys, flags, message):
     from clipsam_lite.__main__ import main

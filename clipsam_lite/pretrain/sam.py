@@ -36,7 +36,15 @@ import torch.nn.functional as F
 from ..synthetic.scenes import rng_for
 from .sam_batch import PromptBatch, assign_nested, decode_batch, mask_losses
 from .sam_cascade import cascade_prompts
-from .sam_data import Prompt, TrainScene, correction_point, first_prompt, own_box, training_scene
+from .sam_data import (
+    FIRST_PROMPT_MIXES,
+    Prompt,
+    TrainScene,
+    correction_point,
+    first_prompt,
+    own_box,
+    training_scene,
+)
 
 __all__ = ["SamTrainConfig", "ScenePool", "train_sam", "pack_scene", "unpack_scene", "lr_at", "export_sam_weights",
            "load_checkpoint"]
@@ -69,6 +77,9 @@ class SamTrainConfig:
     eval_every: int = 250
     log_every: int = 25
     eval_images: int = 8
+    first_prompts: str = "mixed"
+    """First-prompt mix (:data:`.sam_data.FIRST_PROMPT_MIXES`): ``mixed`` [ours] in the shipped recipe;
+    ``sam`` for SAM's own (one point or one box), the experiment in the model card."""
     cascade_share: float = 0.0
     """Share of steps that also train CPS's own three stages (:mod:`.sam_cascade`); 0 in the first stages
     of the shipped recipe, 0.5 in its last."""
@@ -217,7 +228,7 @@ def train_step(sam: torch.nn.Module, scenes: list[TrainScene], step: int, cfg: S
     targets_full: list[list[np.ndarray]] = []
     for j, s in enumerate(scenes):
         for t in _pick_targets(rng, s, cfg.targets_per_image):
-            p = first_prompt(rng, s, t)
+            p = first_prompt(rng, s, t, cfg.first_prompts)
             prompts.append(p)
             image_index.append(j)
             targets_full.append([s.targets[v] for v in p.valid])
@@ -472,9 +483,10 @@ def train_sam(out: str | Path, cfg: SamTrainConfig, *, log=print, evaluate=None,
 def pretrain_sam_command(out: str, steps: int | None, seed: int, threads: int = 1, evaluate_every: int | None = None,
                          *, arch: str = "mini", lr: float | None = None, warmup: int | None = None,
                          world_share: float | None = None, warm_start: str | None = None, stop_at: int | None = None,
-                         cascade_share: float | None = None) -> Path:
+                         cascade_share: float | None = None, first_prompts: str | None = None) -> Path:
     """``python -m clipsam_lite pretrain sam --out DIR [--steps N] [--seed S] [--arch A] [--lr LR] [--warmup W]
-    [--world-share P] [--cascade-share P] [--warm-start CKPT] [--stop-at K]``; every value is checked before any work."""
+    [--world-share P] [--cascade-share P] [--first-prompts MIX] [--warm-start CKPT] [--stop-at K]``; every value is
+    checked before any work."""
     if arch not in ("tiny", "mini"):
         raise ValueError(f"--arch must be tiny or mini (the small SAMs this package pretrains), got {arch!r}.")
     for flag, v, lo in (("--steps", steps, 1), ("--stop-at", stop_at, 1), ("--warmup", warmup, 0)):
@@ -488,12 +500,16 @@ def pretrain_sam_command(out: str, steps: int | None, seed: int, threads: int = 
     if cascade_share is not None and not (math.isfinite(cascade_share) and 0 <= cascade_share <= 1):
         raise ValueError(f"--cascade-share must be in [0, 1] (the share of steps that also train CPS's stages), got "
                          f"{cascade_share}.")
+    if first_prompts is not None and first_prompts not in FIRST_PROMPT_MIXES:
+        raise ValueError(f"--first-prompts must be one of {', '.join(FIRST_PROMPT_MIXES)} (mixed: the shipped recipe; "
+                         f"sam: SAM's one point or one box), got {first_prompts!r}.")
     if warm_start is not None and not Path(warm_start).is_file():
         raise ValueError(f"--warm-start {warm_start}: no such checkpoint file (a last.pt or snapshots/stepN.pt "
                          f"of a `pretrain sam` run).")
     cfg = SamTrainConfig(seed=seed, arch=arch)
     for name, v in (("steps", steps), ("lr", lr), ("warmup", warmup), ("world_share", world_share),
-                    ("warm_start", warm_start), ("eval_every", evaluate_every), ("cascade_share", cascade_share)):
+                    ("warm_start", warm_start), ("eval_every", evaluate_every), ("cascade_share", cascade_share),
+                    ("first_prompts", first_prompts)):
         if v is not None:
             setattr(cfg, name, v)
     return train_sam(out, cfg, threads=threads, stop_at=stop_at)

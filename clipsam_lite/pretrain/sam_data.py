@@ -189,18 +189,34 @@ def _negatives(rng: np.random.Generator, scene: TrainScene, t: int, n: int) -> n
     return np.concatenate(pts) if pts else np.zeros((0, 2))
 
 
-def first_prompt(rng: np.random.Generator, scene: TrainScene, t: int) -> Prompt:
-    """The first prompt for target ``t`` [ours: the mix].
+FIRST_PROMPT_MIXES = ("mixed", "sam")
+"""``mixed`` [ours]: single points, PPG-like point sets and boxes; ``sam``: SAM's own first prompts
+(Kirillov et al. 2023, appendix A: a foreground point or a box with equal probability), so that several
+points reach the model only in later passes, beside its previous logits as ``mask_input``."""
+
+
+def first_prompt(rng: np.random.Generator, scene: TrainScene, t: int, mix: str = "mixed") -> Prompt:
+    """The first prompt for target ``t``.
+
+    ``mix="mixed"`` [ours: the mix]:
 
     - 30 %: one positive point (ambiguous when ``t`` has a parent: both are valid answers; for a
       parent-level target, its children are also valid when the point falls in one);
     - 40 %: 1-3 positives and 0-3 negatives (PPG-like when the negatives fall in the ring);
     - 30 %: the target's box jittered by 10 % of its sides, with one positive point 30 % of the time.
+
+    ``mix="sam"`` (SAM's recipe): 50 % one positive point (ambiguous as above), 50 % the jittered box alone.
     """
+    if mix not in FIRST_PROMPT_MIXES:
+        raise ValueError(f"first-prompt mix must be one of {FIRST_PROMPT_MIXES}, got {mix!r}.")
     size = scene.image.shape[0]
     target = scene.targets[t]
     u = rng.random()
     erode = 2 if rng.random() < 0.7 else 0
+    if mix == "sam":
+        if u >= 0.5:
+            return Prompt(np.zeros((0, 2)), np.zeros(0, np.int64), jitter_box(rng, _bbox(target), size), [t], "box")
+        u = 0.0  # the single point below
     if u < 0.3:
         p = sample_inside(rng, target, 1, erode)
         valid = [t]
