@@ -89,6 +89,22 @@ def test_the_mask_follows_a_moved_point(mini_sam, scene):
     assert _iou(on_b, b) >= FOLLOW_IOU and _iou(on_b, a) <= 0.05
 
 
+def test_a_moved_mask_counts_when_it_lies_more_on_the_new_defect():
+    from clipsam_lite.pretrain.sam_eval import moved_iou
+
+    old = np.zeros((10, 10), bool)
+    old[0:4, 0:4] = True  # 16 px
+    new = np.zeros((10, 10), bool)
+    new[2:6, 2:6] = True  # 16 px, 4 of them shared with old
+    assert moved_iou(new, new, old) == 1.0  # the ground truth passes, though it overlaps old (IoU 4/28)
+    assert moved_iou(old, new, old) == 0.0  # the mask stayed where the point was
+    both = old | new  # 28 px: IoU 16/28 with each, not more on the new one
+    assert moved_iou(both, new, old) == 0.0
+    right = new.copy()
+    right[6, 2:6] = True  # 20 px: IoU 16/20 with new, 4/32 with old
+    assert moved_iou(right, new, old) == pytest.approx(0.8)
+
+
 def test_the_mask_follows_a_moved_box(mini_sam, scene):
     pr = predictor_for(mini_sam, embed_image(mini_sam, scene.image))
     for i, j in ((DEFECT_A, DEFECT_B), (DEFECT_B, DEFECT_A)):

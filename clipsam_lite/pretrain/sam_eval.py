@@ -27,7 +27,7 @@ from scipy import ndimage
 from ..synthetic.scenes import rng_for
 
 __all__ = ["EvalScene", "eval_scenes", "deepest_point", "surface_negatives", "follows_prompt", "ambiguity",
-           "cascade_stages", "gt_noise_map", "quick_targets"]
+           "cascade_stages", "gt_noise_map", "quick_targets", "moved_iou"]
 
 
 @dataclass
@@ -60,6 +60,14 @@ def eval_scenes(categories: tuple[str, ...], n_per_category: int, *, seed: int =
 def _iou(a: np.ndarray, b: np.ndarray) -> float:
     u = np.logical_or(a, b).sum()
     return float(np.logical_and(a, b).sum() / u) if u else 1.0
+
+
+def moved_iou(mask: np.ndarray, new: np.ndarray, old: np.ndarray) -> float:
+    """IoU of the mask of a point moved onto defect ``new`` with ``new``, or 0 when the mask still lies
+    at least as much on ``old``, where the point was (the mask did not follow). A perfect mask scores 1
+    even where the two defects overlap."""
+    on_new = _iou(mask, new)
+    return on_new if on_new > _iou(mask, old) else 0.0
 
 
 def deepest_point(mask: np.ndarray) -> np.ndarray:
@@ -109,9 +117,16 @@ def _predictors(sam: torch.nn.Module, scenes: list[EvalScene]):
 
 
 def follows_prompt(sam: torch.nn.Module, scenes: list[EvalScene], seed: int = 0) -> dict[str, float]:
-    """Point + 2 negatives and jittered box per defect; all means over (image, defect) pairs."""
+    """Point + 2 negatives and jittered box per defect; all means over (image, defect) pairs.
+
+    ``moved_iou``: the point moved from defect i to defect j = i + 1 (cyclically); the mask's IoU with j
+    when the mask now lies more on j than on i, else 0 (it stayed behind). The world's defects may
+    touch or overlap, so the ground truth itself scores ``point_iou_others_oracle`` > 0 against the
+    other defects: the floor of ``point_iou_others``. (A first version counted a moved mask as 0 whenever
+    its IoU with i reached 0.05: the ground truth itself failed that in 10 % of the seen pairs at 128 px.)
+    """
     _, preds = _predictors(sam, scenes)
-    on, others, moved_on, box_iou, inside = [], [], [], [], []
+    on, others, others_gt, moved_on, box_iou, inside = [], [], [], [], [], []
     for si, (s, pr) in enumerate(zip(scenes, preds, strict=True)):
         rng = rng_for(seed, "box", si)
         masks = []
@@ -126,6 +141,7 @@ def follows_prompt(sam: torch.nn.Module, scenes: list[EvalScene], seed: int = 0)
             masks.append(m)
             on.append(_iou(m, d))
             others.append(float(np.mean([_iou(m, o) for j, o in enumerate(s.defects) if j != i])))
+            others_gt.append(float(np.mean([_iou(d, o) for j, o in enumerate(s.defects) if j != i])))
             box = _jitter_box(d, rng)
             with torch.inference_mode():
                 mb, _, _ = pr.predict(box=box, multimask_output=False)
@@ -136,8 +152,9 @@ def follows_prompt(sam: torch.nn.Module, scenes: list[EvalScene], seed: int = 0)
         # moving the point from defect i to defect i+1: the mask follows (IoU with the new one)
         for i in range(len(s.defects)):
             j = (i + 1) % len(s.defects)
-            moved_on.append(_iou(masks[j], s.defects[j]) if _iou(masks[j], s.defects[i]) < 0.05 else 0.0)
+            moved_on.append(moved_iou(masks[j], s.defects[j], s.defects[i]))
     return {"point_iou": float(np.mean(on)), "point_iou_others": float(np.mean(others)),
+            "point_iou_others_oracle": float(np.mean(others_gt)),
             "moved_iou": float(np.mean(moved_on)), "box_iou": float(np.mean(box_iou)),
             "box_inside": float(np.mean(inside)), "n_prompts": len(on)}
 
