@@ -111,7 +111,9 @@ def _verdict(row: dict[str, float]) -> list[str]:
     for pre in ("gtnoise_", "clip_"):
         if f"{pre}stage1_iou" in row:
             s1, s2, s3 = (row[f"{pre}stage{k}_iou"] for k in (1, 2, 3))
-            out.append(f"cascade ({pre[:-1]}) {s1:.3f} -> {s2:.3f} -> {s3:.3f}: "
+            ref = row.get(f"{pre}exact_boxes_iou")
+            ref = f" (exact boxes of the defects alone: {ref:.3f})" if ref is not None else ""
+            out.append(f"cascade ({pre[:-1]}) {s1:.3f} -> {s2:.3f} -> {s3:.3f}{ref}: "
                        f"{'PASS' if s3 - s1 >= 0.05 and s3 >= s2 else 'miss'}")
     if "final_f1max" in row:
         ok = row["final_f1max"] > row["clip_f1max"] and row["final_ap"] > row["clip_ap"]
