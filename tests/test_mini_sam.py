@@ -105,6 +105,35 @@ def test_a_moved_mask_counts_when_it_lies_more_on_the_new_defect():
     assert moved_iou(right, new, old) == pytest.approx(0.8)
 
 
+def test_exact_boxes_mask_unites_the_answer_to_each_defects_own_box():
+    from clipsam_lite.pretrain.sam_eval import exact_boxes_mask
+
+    class BoxFiller:  # a stand-in predictor that answers a box with the filled box, and records the boxes
+        def __init__(self):
+            self.boxes = []
+
+        def predict(self, box, multimask_output):
+            assert multimask_output is False
+            self.boxes.append(box.tolist())
+            m = np.zeros((1, 12, 12), bool)
+            x0, y0, x1, y1 = box.astype(int)
+            m[0, y0:y1 + 1, x0:x1 + 1] = True
+            return m, np.ones(1), None
+
+    ell = np.zeros((12, 12), bool)
+    ell[1:5, 1] = True
+    ell[4, 1:4] = True  # an L: its box is rows 1-4, columns 1-3
+    dot = np.zeros((12, 12), bool)
+    dot[8, 9] = True
+    pr = BoxFiller()
+    out = exact_boxes_mask(pr, [ell, dot, np.zeros((12, 12), bool)])  # an empty defect asks nothing
+    assert pr.boxes == [[1, 1, 3, 4], [9, 8, 9, 8]]
+    expected = np.zeros((12, 12), bool)
+    expected[1:5, 1:4] = True
+    expected[8, 9] = True
+    np.testing.assert_array_equal(out, expected)
+
+
 def test_the_mask_follows_a_moved_box(mini_sam, scene):
     pr = predictor_for(mini_sam, embed_image(mini_sam, scene.image))
     for i, j in ((DEFECT_A, DEFECT_B), (DEFECT_B, DEFECT_A)):

@@ -27,7 +27,7 @@ from scipy import ndimage
 from ..synthetic.scenes import rng_for
 
 __all__ = ["EvalScene", "eval_scenes", "deepest_point", "surface_negatives", "follows_prompt", "ambiguity",
-           "cascade_stages", "gt_noise_map", "quick_targets", "moved_iou"]
+           "cascade_stages", "gt_noise_map", "quick_targets", "moved_iou", "exact_boxes_mask"]
 
 
 @dataclass
@@ -68,6 +68,22 @@ def moved_iou(mask: np.ndarray, new: np.ndarray, old: np.ndarray) -> float:
     even where the two defects overlap."""
     on_new = _iou(mask, new)
     return on_new if on_new > _iou(mask, old) else 0.0
+
+
+def exact_boxes_mask(predictor, defects: list[np.ndarray]) -> np.ndarray:
+    """The union of SAM's single-mask answers (``multimask_output=False``) to each defect's exact
+    bounding box, through ``predictor`` (a ``SamPredictor`` with its image set) [ours: a reference,
+    not the method]: what box prompts alone get from this SAM, the headroom of CPS stage 3."""
+    out = np.zeros(defects[0].shape, bool)
+    for d in defects:
+        ys, xs = np.nonzero(d)
+        if len(ys) == 0:
+            continue
+        with torch.inference_mode():
+            m, _, _ = predictor.predict(box=np.array([xs.min(), ys.min(), xs.max(), ys.max()], float),
+                                        multimask_output=False)
+        out |= m[0]
+    return out
 
 
 def deepest_point(mask: np.ndarray) -> np.ndarray:
@@ -250,14 +266,7 @@ def cascade_stages(sam: torch.nn.Module, scenes: list[EvalScene], cfg, maps: lis
                 st = c.stages[min(k, len(c.stages) - 1)]
                 m |= st.mask
             per_stage[k].append(_iou(m, gt))
-        m = np.zeros_like(gt)
-        for d in s.defects:
-            ys, xs = np.nonzero(d)
-            with torch.inference_mode():
-                mb, _, _ = pr.predict(box=np.array([xs.min(), ys.min(), xs.max(), ys.max()], float),
-                                      multimask_output=False)
-            m |= mb[0]
-        boxes_only.append(_iou(m, gt))
+        boxes_only.append(_iou(exact_boxes_mask(pr, s.defects), gt))
     out = {f"stage{k + 1}_iou": float(np.mean(v)) if v else float("nan") for k, v in enumerate(per_stage)}
     return out | {"exact_boxes_iou": float(np.mean(boxes_only)) if boxes_only else float("nan"),
                   "n_images": len(per_stage[0])}
