@@ -74,14 +74,15 @@ def exact_boxes_mask(predictor, defects: list[np.ndarray]) -> np.ndarray:
     """The union of SAM's single-mask answers (``multimask_output=False``) to each defect's exact
     bounding box, through ``predictor`` (a ``SamPredictor`` with its image set) [ours: a reference,
     not the method]: what box prompts alone get from this SAM, the headroom of CPS stage 3."""
+    from ..cps import box_from_mask
+
     out = np.zeros(defects[0].shape, bool)
     for d in defects:
-        ys, xs = np.nonzero(d)
-        if len(ys) == 0:
+        box = box_from_mask(d, 0)  # the tight box; None for an empty mask
+        if box is None:
             continue
         with torch.inference_mode():
-            m, _, _ = predictor.predict(box=np.array([xs.min(), ys.min(), xs.max(), ys.max()], float),
-                                        multimask_output=False)
+            m, _, _ = predictor.predict(box=box, multimask_output=False)
         out |= m[0]
     return out
 
@@ -165,11 +166,7 @@ def follows_prompt(sam: torch.nn.Module, scenes: list[EvalScene], seed: int = 0)
                 mb, _, _ = pr.predict(box=box, multimask_output=False)
             mb = mb[0]
             box_iou.append(_iou(mb, d))
-            ys, xs = np.nonzero(d)
-            with torch.inference_mode():
-                me, _, _ = pr.predict(box=np.array([xs.min(), ys.min(), xs.max(), ys.max()], float),
-                                      multimask_output=False)
-            exact.append(_iou(me[0], d))
+            exact.append(_iou(exact_boxes_mask(pr, [d]), d))
             x0, y0, x1, y1 = np.round(box).astype(int)
             inside.append(float(mb[y0:y1 + 1, x0:x1 + 1].sum() / max(mb.sum(), 1)))
         # moving the point from defect i to defect i+1: the mask follows (IoU with the new one)
