@@ -214,10 +214,10 @@ def first_prompt(rng: np.random.Generator, scene: TrainScene, t: int, mix: str =
     u = rng.random()
     erode = 2 if rng.random() < 0.7 else 0
     if mix == "sam":
-        if u >= 0.5:
-            return Prompt(np.zeros((0, 2)), np.zeros(0, np.int64), jitter_box(rng, _bbox(target), size), [t], "box")
-        u = 0.0  # the single point below
-    if u < 0.3:
+        kind = "single" if u < 0.5 else "box"
+    else:
+        kind = "single" if u < 0.3 else "points" if u < 0.7 else "box"
+    if kind == "single":
         p = sample_inside(rng, target, 1, erode)
         valid = [t]
         if scene.parents[t] >= 0:
@@ -227,7 +227,7 @@ def first_prompt(rng: np.random.Generator, scene: TrainScene, t: int, mix: str =
             if kids:
                 valid = [kids[0], t]
         return Prompt(p, np.ones(1, np.int64), None, valid, "single")
-    if u < 0.7:
+    if kind == "points":
         pos = sample_inside(rng, target, int(rng.integers(1, 4)), erode)
         neg = _negatives(rng, scene, t, int(rng.integers(0, 4)))
         if len(pos) == 1 and len(neg) == 0:
@@ -236,7 +236,7 @@ def first_prompt(rng: np.random.Generator, scene: TrainScene, t: int, mix: str =
         lab = np.concatenate([np.ones(len(pos), np.int64), np.zeros(len(neg), np.int64)])
         return Prompt(pts, lab, None, [t], "points")
     box = jitter_box(rng, _bbox(target), size)
-    if rng.random() < 0.3:
+    if mix == "mixed" and rng.random() < 0.3:  # SAM's recipe gives the box alone
         return Prompt(sample_inside(rng, target, 1, erode), np.ones(1, np.int64), box, [t], "box+point")
     return Prompt(np.zeros((0, 2)), np.zeros(0, np.int64), box, [t], "box")
 
