@@ -23,6 +23,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from mini_sam import _load  # noqa: E402  (the sibling benchmark's snapshot loader)
 
 
+def _snapshot(run: str, step: int) -> Path:
+    return Path(run, "snapshots", f"step{step:06d}.pt")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("runs", nargs="+", help="pretrain sam output folders (each with snapshots/stepNNNNNN.pt)")
@@ -30,8 +34,7 @@ def main() -> None:
     ap.add_argument("--n", type=int, default=6, help="test images per category (default 6)")
     ap.add_argument("--size", type=int, default=256, help="image size (default 256, the tiny profile's lengths)")
     args = ap.parse_args()
-    missing = [str(Path(r, "snapshots", f"step{s:06d}.pt")) for r in args.runs for s in args.steps
-               if not Path(r, "snapshots", f"step{s:06d}.pt").is_file()]
+    missing = [str(_snapshot(r, s)) for r in args.runs for s in args.steps if not _snapshot(r, s).is_file()]
     if missing:
         sys.exit(f"no such snapshot: {', '.join(missing)} (snapshots are written every 250 steps by default)")
     torch.set_num_threads(1)
@@ -48,7 +51,7 @@ def main() -> None:
     print("| " + " | ".join(head) + " |\n|" + "---|" * len(head))
     for run in args.runs:
         for step in args.steps:
-            snap = Path(run, "snapshots", f"step{step:06d}.pt")
+            snap = _snapshot(run, step)
             cpu = torch.load(snap, map_location="cpu", weights_only=False)["cpu_seconds"] / 60
             sam = _load(str(snap))
             cells = [Path(run).name, str(step), f"{cpu:.1f}"]
